@@ -1,0 +1,63 @@
+/* The broker's configuration: one file of `key = value` lines, declared in one
+ * table (broker/config.c) with type, default, bounds and reloadability.
+ *
+ * File format: one `key = value` per line; `#` starts a comment; blank lines are
+ * ignored; values may be double-quoted ("..." with \" and \\ escapes). Durations
+ * take a unit suffix (ms, s, m, h; bare number = seconds); sizes take k, M, G
+ * (powers of 1024; bare number = bytes). Unknown keys and duplicates are errors.
+ *
+ * Environment: LMDM_DATABASE_URL overrides `database_url`. */
+#ifndef LMDM_CONFIG_H
+#define LMDM_CONFIG_H
+
+#include <stdio.h>
+#include "lmdm/common.h"
+
+typedef struct lmdm_config {
+    /* listeners */
+    char *listen_tls;        /* "host:port" for TLS (h2 + http/1.1 via ALPN); "" disables */
+    char *listen_plain;      /* "host:port" for plaintext (h2c prior knowledge + http/1.1); "" disables */
+    int workers;             /* worker threads; 0 = number of cores */
+    char *tls_cert;          /* PEM certificate chain for listen_tls */
+    char *tls_key;           /* PEM private key for listen_tls */
+    /* limits */
+    size_t max_header_size;  /* total request header bytes -> 431 */
+    size_t max_body_size;    /* default request body limit -> 413 (routes may set their own) */
+    int max_streams;         /* concurrent HTTP/2 streams per connection */
+    int max_connections;     /* open connections per worker; more are refused */
+    int idle_timeout_ms;     /* keep-alive connection with nothing in flight */
+    int read_timeout_ms;     /* partial request not completed in time -> 408 / close */
+    int shutdown_timeout_ms; /* SIGTERM: how long in-flight requests may take */
+    /* database */
+    char *database_url;      /* libpq connection string or URI */
+    int db_pool_size;        /* connections per worker */
+    int db_queue_max;        /* queued queries per worker before 503 */
+    int db_retry_after_s;    /* Retry-After on 503 while the database is away */
+    char *migrations_dir;
+    /* logging */
+    char *log_level;         /* debug | info | warn | error */
+    char *log_format;        /* text | json */
+} lmdm_config_t;
+
+/** Fill `cfg` with every default. Free with lmdm_config_clear(). */
+void lmdm_config_defaults(lmdm_config_t *cfg);
+
+/** Load `path` over the defaults, then apply environment overrides.
+ * On error returns LMDM_ERR_CONFIG (or _IO / _NOT_FOUND) and writes a message naming
+ * file, line and key into errbuf. `cfg` is left with defaults on error. */
+int lmdm_config_load(lmdm_config_t *cfg, const char *path, char *errbuf, size_t errlen) LMDM_MUSTCHECK;
+
+/** Parse config text already in memory (`name` is used in error messages). */
+int lmdm_config_parse(lmdm_config_t *cfg, const char *name, const char *text, size_t len,
+                      char *errbuf, size_t errlen) LMDM_MUSTCHECK;
+
+/** Apply environment overrides (LMDM_DATABASE_URL). */
+void lmdm_config_apply_env(lmdm_config_t *cfg);
+
+/** Print the declarative table (name, type, default, bounds, reloadable, help). */
+void lmdm_config_describe(FILE *out);
+
+/** Free the strings held by cfg. */
+void lmdm_config_clear(lmdm_config_t *cfg);
+
+#endif

@@ -1,0 +1,20 @@
+/* Fresh databases for integration tests, in the private PostgreSQL that the
+ * pg.start fixture started (its conninfo is in $LMDM_TEST_PG_FILE, or given
+ * directly in $LMDM_TEST_PG). */
+#ifndef LMDM_TEST_TESTDB_H
+#define LMDM_TEST_TESTDB_H
+
+#include <stddef.h>
+
+/** conninfo of the server's maintenance database ("postgres"); aborts the test
+ * program with a clear message if no test server is configured. */
+const char *testdb_server_conninfo(void);
+
+/** Create a new empty database with a unique name; writes its conninfo into out.
+ * Aborts on failure. */
+void testdb_create(char *out, size_t outlen);
+
+/** Drop a database created by testdb_create (forcefully). */
+void testdb_drop(const char *conninfo);
+
+#endif
