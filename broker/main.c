@@ -150,6 +150,10 @@ static int cmd_serve(int argc, char **argv)
         schema = st.latest_file;
     }
 
+    if (!*cfg.listen_tls && !*cfg.listen_plain) {
+        lmdm_error("no listener: set listen_tls and/or listen_plain");
+        goto fail;
+    }
     lmdm_router_t *router = lmdm_router_new();
     if (lmdm_ops_routes(router) != 0) {
         lmdm_error("route table overflow");

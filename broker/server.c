@@ -419,10 +419,6 @@ lmdm_server_t *lmdm_server_new(const lmdm_config_t *cfg, const char *config_path
     s->nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (s->nworkers < 1) s->nworkers = 1;
 
-    if (!*cfg->listen_tls && !*cfg->listen_plain) {
-        snprintf(errbuf, errlen, "no listener: set listen_tls and/or listen_plain");
-        goto fail;
-    }
     if (*cfg->listen_tls) {
         s->tls_ctx = lmdm_tls_server_ctx(cfg->tls_cert, cfg->tls_key, errbuf, errlen);
         if (!s->tls_ctx) goto fail;
@@ -455,6 +451,26 @@ lmdm_server_t *lmdm_server_new(const lmdm_config_t *cfg, const char *config_path
 fail:
     lmdm_server_free(s);
     return NULL;
+}
+
+lmdm_worker_t *lmdm_server_worker(lmdm_server_t *s, int i)
+{
+    return i >= 0 && i < s->nworkers ? &s->workers[i] : NULL;
+}
+
+int lmdm_server_adopt(lmdm_worker_t *w, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) != 0 || len == 0) {
+        memset(&ss, 0, sizeof(ss));
+        ss.ss_family = AF_UNIX;
+        len = sizeof(sa_family_t);
+    }
+    listen_ctx_t lc = {.worker = w, .tls = 0};
+    evutil_make_socket_nonblocking(fd);
+    accept_cb(NULL, fd, (struct sockaddr *)&ss, (int)len, &lc);
+    return 0;
 }
 
 /* ---- main thread: signals ---------------------------------------------- */

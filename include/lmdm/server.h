@@ -48,6 +48,15 @@ void lmdm_server_stop(lmdm_server_t *s);
 
 void lmdm_server_free(lmdm_server_t *s);
 
+/** Worker i (0-based), or NULL. For embedding and tests: run its loop yourself
+ * only if lmdm_server_run is not running. */
+lmdm_worker_t *lmdm_server_worker(lmdm_server_t *s, int i);
+
+/** Serve an already connected plaintext socket on worker w (its thread only),
+ * as if accepted from a listener: h2c preface or HTTP/1.1. Takes the fd. Used by
+ * the fuzz drivers and tests, which talk to the broker through a socketpair. */
+int lmdm_server_adopt(lmdm_worker_t *w, int fd);
+
 const lmdm_router_t *lmdm_server_router(const lmdm_server_t *s);
 /** The schema version this binary expects (highest migration file). */
 long lmdm_server_schema_version(const lmdm_server_t *s);
