@@ -16,7 +16,8 @@ typedef struct h2_stream {
     struct h2_stream *prev, *next;
     unsigned complete : 1;   /* END_STREAM received */
     unsigned answered : 1;   /* response submitted */
-    unsigned reset_after : 1;/* answered early: reset once the answer is out */
+    unsigned reset_after : 1;/* the upload was cut off with RST_STREAM */
+    size_t discarded;        /* body bytes dropped after an early answer */
 } h2_stream_t;
 
 typedef struct h2 {
@@ -94,7 +95,6 @@ static void answer_early(h2_t *h, h2_stream_t *st, int status)
 {
     lmdm_http_req_t *req = st->req;
     if (st->answered) return;
-    st->reset_after = !st->complete;
     req->dispatched = 1;
     const char *code = status == 413 ? "body_too_large" : status == 431 ? "headers_too_large" : "bad_request";
     const char *msg = status == 413 ? "request body larger than this route accepts"
@@ -196,18 +196,19 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 {
     h2_t *h = ud;
     h2_stream_t *st = nghttp2_session_get_stream_user_data(s, id);
-    if (!st || st->answered) return 0; /* answered early: discard the rest */
+    if (!st) return 0;
+    if (st->answered) {
+        /* Answered early (413): the rest of the body is read and dropped, because
+         * some clients (curl 7.88) lose a response followed by RST_STREAM. Past a
+         * budget of a few times the limit, the upload is cut off after all. */
+        st->discarded += len;
+        if (!st->complete && !st->reset_after && st->discarded > 4 * conn_config(h->c)->max_body_size) {
+            st->reset_after = 1;
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_NO_ERROR);
+        }
+        return 0;
+    }
     if (conn_req_body(st->req, (const char *)data, len) != 0) answer_early(h, st, 413);
-    return 0;
-}
-
-static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
-{
-    if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
-    h2_stream_t *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    /* An early answer while the client still sends: stop the upload politely. */
-    if (st && st->reset_after && !st->complete)
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
     return 0;
 }
 
@@ -236,7 +237,6 @@ static nghttp2_session_callbacks *callbacks(void)
         nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-        nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     }
     return cbs;

@@ -38,12 +38,12 @@ typedef struct op {
     op_kind_t kind;
     const lmdm_db_stmt_t *stmt; /* OP_QUERY */
     int nparams;
-    char **values;              /* copies, in the same allocation as the op */
-    lmdm_db_result_cb cb;       /* OP_QUERY */
-    lmdm_db_acquire_cb acb;     /* OP_ACQUIRE */
+    char **values;          /* copies, in the same allocation as the op */
+    lmdm_db_result_cb cb;   /* OP_QUERY */
+    lmdm_db_acquire_cb acb; /* OP_ACQUIRE */
     void *arg;
-    bool preparing;             /* waiting for the PQsendPrepare result */
-    PGresult *res;              /* latest result of the running command */
+    bool preparing; /* waiting for the PQsendPrepare result */
+    PGresult *res;  /* latest result of the running command */
 } op_t;
 
 typedef struct op_list {
@@ -58,20 +58,20 @@ struct lmdm_db_conn {
     int index;
     conn_state_t state;
     PGconn *pg;
-    int fd;                  /* the socket ev_read/ev_write watch, or -1 */
-    struct event *ev_read;   /* persistent while READY: also notices a dead server */
-    struct event *ev_write;  /* added only while libpq has unsent output */
-    struct event *timer;     /* backoff while WAITING, connect timeout while CONNECTING */
+    int fd;                 /* the socket ev_read/ev_write watch, or -1 */
+    struct event *ev_read;  /* persistent while READY: also notices a dead server */
+    struct event *ev_write; /* added only while libpq has unsent output */
+    struct event *timer;    /* backoff while WAITING, connect timeout while CONNECTING */
     int backoff_ms;
-    int fail_streak;         /* failures since the last successful connect */
-    bool ever_failed;        /* the next successful connect counts as a reconnect */
-    bool first_done;         /* the first connect attempt has finished */
-    bool held;               /* handed out by lmdm_db_acquire */
-    bool hold_lost;          /* the held session died: the holder's transaction is gone */
+    int fail_streak;  /* failures since the last successful connect */
+    bool ever_failed; /* the next successful connect counts as a reconnect */
+    bool first_done;  /* the first connect attempt has finished */
+    bool held;        /* handed out by lmdm_db_acquire */
+    bool hold_lost;   /* the held session died: the holder's transaction is gone */
     bool counted_busy;
-    op_t *active;            /* the command on the wire */
-    op_list_t pending;       /* the holder's statements, run before anything else */
-    char **prepared;         /* statement names prepared in this session */
+    op_t *active;      /* the command on the wire */
+    op_list_t pending; /* the holder's statements, run before anything else */
+    char **prepared;   /* statement names prepared in this session */
     int nprepared, capprepared;
 };
 
@@ -83,7 +83,7 @@ struct lmdm_db_pool {
     lmdm_db_conn_t *conns;
     op_list_t queue;
     struct event *ev_pump;
-    int first_pending;       /* slots whose first connect attempt is still running */
+    int first_pending; /* slots whose first connect attempt is still running */
     bool closing;
     /* Written on the pool's thread only; atomics so that any thread can read. */
     atomic_int healthy, busy, queued;
@@ -110,8 +110,10 @@ static void *must(void *p, const char *what)
 static void list_push(op_list_t *l, op_t *op)
 {
     op->next = NULL;
-    if (l->tail) l->tail->next = op;
-    else l->head = op;
+    if (l->tail)
+        l->tail->next = op;
+    else
+        l->head = op;
     l->tail = op;
     l->len++;
 }
@@ -192,11 +194,8 @@ static void op_finish(lmdm_db_pool_t *pool, op_t *op, int err, lmdm_db_conn_t *c
         if (err) atomic_fetch_add_explicit(&pool->errors, 1, memory_order_relaxed);
         op->cb(op->arg, err, err == LMDM_ERR_DB_UNAVAILABLE || err == LMDM_ERR_CLOSED ? NULL : op->res);
         break;
-    case OP_ACQUIRE:
-        op->acb(op->arg, err, err ? NULL : conn);
-        break;
-    case OP_ROLLBACK:
-        break;
+    case OP_ACQUIRE: op->acb(op->arg, err, err ? NULL : conn); break;
+    case OP_ROLLBACK: break;
     }
     op_free(op);
 }
@@ -204,7 +203,8 @@ static void op_finish(lmdm_db_pool_t *pool, op_t *op, int err, lmdm_db_conn_t *c
 static void ops_fail(lmdm_db_pool_t *pool, op_list_t *l, int err)
 {
     op_t *op;
-    while ((op = list_pop(l))) op_finish(pool, op, err, NULL);
+    while ((op = list_pop(l)))
+        op_finish(pool, op, err, NULL);
 }
 
 /* ---- pool state --------------------------------------------------------- */
@@ -255,7 +255,8 @@ static void conn_add_prepared(lmdm_db_conn_t *c, const char *name)
 
 static void conn_forget_prepared(lmdm_db_conn_t *c)
 {
-    for (int i = 0; i < c->nprepared; i++) free(c->prepared[i]);
+    for (int i = 0; i < c->nprepared; i++)
+        free(c->prepared[i]);
     c->nprepared = 0;
 }
 
@@ -291,10 +292,14 @@ static void conn_watch(lmdm_db_conn_t *c, bool rd, bool wr)
         c->ev_read = must(event_new(c->pool->base, fd, EV_READ | EV_PERSIST, on_io, c), "event");
         c->ev_write = must(event_new(c->pool->base, fd, EV_WRITE | EV_PERSIST, on_io, c), "event");
     }
-    if (rd) event_add(c->ev_read, NULL);
-    else event_del(c->ev_read);
-    if (wr) event_add(c->ev_write, NULL);
-    else event_del(c->ev_write);
+    if (rd)
+        event_add(c->ev_read, NULL);
+    else
+        event_del(c->ev_read);
+    if (wr)
+        event_add(c->ev_write, NULL);
+    else
+        event_del(c->ev_write);
 }
 
 static void on_notice(void *arg, const char *message)
@@ -447,9 +452,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
 {
     lmdm_db_conn_t *c = arg;
     switch (c->state) {
-    case CONN_CONNECTING:
-        conn_poll_connect(c);
-        break;
+    case CONN_CONNECTING: conn_poll_connect(c); break;
     case CONN_READY:
         if (what & EV_WRITE) {
             if (conn_flush(c) != 0) {
@@ -459,16 +462,17 @@ static void on_io(evutil_socket_t fd, short what, void *arg)
         }
         if (what & EV_READ) conn_read(c);
         break;
-    case CONN_WAITING:
-        break;
+    case CONN_WAITING: break;
     }
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     lmdm_db_conn_t *c = arg;
-    if (c->state == CONN_CONNECTING) conn_failed(c, "timed out while connecting");
-    else if (c->state == CONN_WAITING) conn_start(c);
+    if (c->state == CONN_CONNECTING)
+        conn_failed(c, "timed out while connecting");
+    else if (c->state == CONN_WAITING)
+        conn_start(c);
 }
 
 static void timer_arm(lmdm_db_conn_t *c, int ms)
@@ -508,7 +512,8 @@ static void conn_failed(lmdm_db_conn_t *c, const char *why)
 
     bool was_ready = c->state == CONN_READY;
     if (was_ready)
-        DB_LOG(LMDM_LOG_WARN, "connection %d lost: %s; reconnecting in %d ms", c->index, reason, c->backoff_ms);
+        DB_LOG(LMDM_LOG_WARN, "connection %d lost: %s; reconnecting in %d ms", c->index, reason,
+               c->backoff_ms);
     else if (c->fail_streak == 0)
         DB_LOG(LMDM_LOG_WARN, "connection %d cannot connect: %s; retrying in %d ms", c->index, reason,
                c->backoff_ms);
@@ -529,7 +534,8 @@ static void conn_failed(lmdm_db_conn_t *c, const char *why)
     op_list_t lost = {0};
     if (c->active) list_push(&lost, c->active);
     c->active = NULL;
-    while (c->pending.head) list_push(&lost, list_pop(&c->pending));
+    while (c->pending.head)
+        list_push(&lost, list_pop(&c->pending));
     conn_update_busy(c);
 
     evtimer_del(c->timer);
@@ -621,7 +627,8 @@ lmdm_db_pool_t *lmdm_db_pool_new(struct event_base *base, const char *conninfo, 
         c->backoff_ms = BACKOFF_MIN_MS;
         c->timer = must(evtimer_new(base, on_timer, c), "timer");
     }
-    for (int i = 0; i < size; i++) conn_start(&pool->conns[i]);
+    for (int i = 0; i < size; i++)
+        conn_start(&pool->conns[i]);
     return pool;
 }
 
@@ -634,7 +641,8 @@ void lmdm_db_pool_free(lmdm_db_pool_t *pool)
         lmdm_db_conn_t *c = &pool->conns[i];
         if (c->active) list_push(&doomed, c->active);
         c->active = NULL;
-        while (c->pending.head) list_push(&doomed, list_pop(&c->pending));
+        while (c->pending.head)
+            list_push(&doomed, list_pop(&c->pending));
         conn_drop_events(c);
         if (c->pg) PQfinish(c->pg);
         c->pg = NULL;
@@ -721,8 +729,8 @@ int lmdm_db_acquire(lmdm_db_pool_t *pool, lmdm_db_acquire_cb cb, void *arg)
     return 0;
 }
 
-int lmdm_db_conn_query(lmdm_db_conn_t *conn, const lmdm_db_stmt_t *stmt, int nparams, const char *const *values,
-                       lmdm_db_result_cb cb, void *arg)
+int lmdm_db_conn_query(lmdm_db_conn_t *conn, const lmdm_db_stmt_t *stmt, int nparams,
+                       const char *const *values, lmdm_db_result_cb cb, void *arg)
 {
     int rc = check_stmt(stmt, nparams, values);
     if (rc) return rc;
@@ -758,7 +766,8 @@ PGconn *lmdm_db_connect_blocking(const char *conninfo, char *errbuf, size_t errl
     if (PQstatus(pg) != CONNECTION_OK) {
         const char *msg = PQerrorMessage(pg);
         size_t len = strlen(msg);
-        while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) len--;
+        while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+            len--;
         snprintf(errbuf, errlen, "%.*s", (int)len, msg);
         PQfinish(pg);
         return NULL;

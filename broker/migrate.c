@@ -16,7 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-
 /* pg_advisory_lock key shared by every lmdm migrator ("lmdmmigr" in ASCII). */
 #define MIGRATE_LOCK_KEY "7813011349707515762"
 /* A schema migration larger than this is certainly a mistake (a dump?). */
@@ -25,9 +24,9 @@
 
 typedef struct migration {
     long version;
-    char *name;     /* file name, e.g. "0001_init.sql" */
+    char *name; /* file name, e.g. "0001_init.sql" */
     char *path;
-    char *sql;      /* loaded only when needed */
+    char *sql; /* loaded only when needed */
     char sha256[65];
 } migration_t;
 
@@ -51,7 +50,8 @@ static void set_pg_err(char *errbuf, size_t errlen, const char *what, const PGre
     const char *msg = res ? PQresultErrorMessage(res) : "";
     if (!msg[0]) msg = PQerrorMessage(conn);
     size_t len = strlen(msg);
-    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) len--;
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
+        len--;
     set_err(errbuf, errlen, "%s: %.*s", what, (int)len, msg);
 }
 
@@ -153,8 +153,8 @@ static int scan_dir(const char *dir, migration_set_t *set, char *errbuf, size_t 
                 a = b;
                 b = t;
             }
-            set_err(errbuf, errlen, "duplicate migration version %04ld in %s: %s and %s", set->items[i].version,
-                    dir, a, b);
+            set_err(errbuf, errlen, "duplicate migration version %04ld in %s: %s and %s",
+                    set->items[i].version, dir, a, b);
             rc = LMDM_ERR_INVALID;
             goto out;
         }
@@ -207,7 +207,8 @@ static int load(migration_t *m, char *errbuf, size_t errlen)
         rc = LMDM_ERR_IO;
         goto out;
     }
-    for (unsigned i = 0; i < mdlen; i++) snprintf(m->sha256 + 2 * i, 3, "%02x", md[i]);
+    for (unsigned i = 0; i < mdlen; i++)
+        snprintf(m->sha256 + 2 * i, 3, "%02x", md[i]);
     m->sql = buf;
     buf = NULL;
 out:
@@ -259,7 +260,7 @@ static int read_applied(PGconn *conn, applied_row_t **rows, int *n, char *errbuf
     *rows = lmdm_xcalloc((size_t)(count ? count : 1), sizeof **rows);
     for (int i = 0; i < count; i++) {
         (*rows)[i].version = strtol(PQgetvalue(res, i, 0), NULL, 10);
-        snprintf((*rows)[i].sha256, sizeof (*rows)[i].sha256, "%s", PQgetvalue(res, i, 1));
+        snprintf((*rows)[i].sha256, sizeof(*rows)[i].sha256, "%s", PQgetvalue(res, i, 1));
     }
     *n = count;
     PQclear(res);
@@ -291,7 +292,8 @@ static int apply_one(PGconn *conn, migration_t *m, char *errbuf, size_t errlen)
     /* A file that ends the transaction itself would let the rest of it, and
      * the schema_migrations row, commit separately. */
     if (!rc && PQtransactionStatus(conn) != PQTRANS_INTRANS) {
-        set_err(errbuf, errlen, "%s: it must not contain COMMIT or ROLLBACK (the migrator wraps each file in a transaction)",
+        set_err(errbuf, errlen,
+                "%s: it must not contain COMMIT or ROLLBACK (the migrator wraps each file in a transaction)",
                 what);
         rc = LMDM_ERR_INVALID;
     }
@@ -299,8 +301,8 @@ static int apply_one(PGconn *conn, migration_t *m, char *errbuf, size_t errlen)
         char version[24];
         snprintf(version, sizeof version, "%ld", m->version);
         const char *params[3] = {version, m->name, m->sha256};
-        res = PQexecParams(conn, "INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)", 3,
-                           NULL, params, NULL, NULL, 0);
+        res = PQexecParams(conn, "INSERT INTO schema_migrations (version, name, sha256) VALUES ($1, $2, $3)",
+                           3, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
             set_pg_err(errbuf, errlen, what, res, conn);
             rc = LMDM_ERR_DB;
@@ -371,16 +373,18 @@ int lmdm_migrate_apply(PGconn *conn, const char *dir, FILE *progress, char *errb
         const applied_row_t *row = find_applied(applied, napplied, m->version);
         if (row) {
             if (strcmp(row->sha256, m->sha256) != 0 && progress)
-                fprintf(progress, "warning: %s changed after it was applied (its checksum differs)\n", m->name);
+                fprintf(progress, "warning: %s changed after it was applied (its checksum differs)\n",
+                        m->name);
             continue;
         }
         /* Applying an older file after newer ones would run schema changes in
          * an order nobody tested. */
         if (m->version < latest_applied) {
-            set_err(errbuf, errlen,
-                    "migration %s is older than the latest applied version %04ld; refusing to apply it out of "
-                    "order",
-                    m->name, latest_applied);
+            set_err(
+                errbuf, errlen,
+                "migration %s is older than the latest applied version %04ld; refusing to apply it out of "
+                "order",
+                m->name, latest_applied);
             rc = LMDM_ERR_INVALID;
             goto out;
         }
@@ -404,7 +408,8 @@ out:
     return rc ? rc : count;
 }
 
-int lmdm_migrate_status(PGconn *conn, const char *dir, lmdm_migrate_status_t *out, char *errbuf, size_t errlen)
+int lmdm_migrate_status(PGconn *conn, const char *dir, lmdm_migrate_status_t *out, char *errbuf,
+                        size_t errlen)
 {
     migration_set_t set;
     applied_row_t *applied = NULL;
@@ -432,7 +437,8 @@ int lmdm_migrate_status(PGconn *conn, const char *dir, lmdm_migrate_status_t *ou
     }
     for (int i = 0; i < napplied; i++) {
         bool known = false;
-        for (int j = 0; j < set.n && !known; j++) known = set.items[j].version == applied[i].version;
+        for (int j = 0; j < set.n && !known; j++)
+            known = set.items[j].version == applied[i].version;
         if (!known) out->unknown++;
     }
 out:

@@ -10,6 +10,7 @@ set -euo pipefail
 : "${LMDM_BIN:?run through ctest (LMDM_BIN unset)}"
 : "${LMDM_SRC:?}"
 T=$(mktemp -d /tmp/lmdm-e2e.XXXXXX)
+chmod 755 "$T" # a private PostgreSQL run by the lmdm user may live in it
 LMDM_PID=""
 DB_NAME=""
 FAILURES=0
@@ -62,18 +63,26 @@ e2e_certs() {
 
 random_port() { echo $((20000 + RANDOM % 40000)); }
 
-# Write $CONF with the given database and extra lines.
+# Write $CONF with the given database and extra lines (an extra line replaces
+# the default line for the same key).
 e2e_config() {
   local db="$1"; shift
   TLS_PORT=$(random_port); PLAIN_PORT=$(random_port)
+  local defaults=(
+    "listen_tls = 127.0.0.1:$TLS_PORT"
+    "listen_plain = 127.0.0.1:$PLAIN_PORT"
+    "workers = 2"
+    "tls_cert = \"$T/certs/server.crt\""
+    "tls_key = \"$T/certs/server.key\""
+    "database_url = \"$db\""
+    "migrations_dir = \"$LMDM_SRC/migrations\""
+  )
   {
-    echo "listen_tls = 127.0.0.1:$TLS_PORT"
-    echo "listen_plain = 127.0.0.1:$PLAIN_PORT"
-    echo "workers = 2"
-    echo "tls_cert = \"$T/certs/server.crt\""
-    echo "tls_key = \"$T/certs/server.key\""
-    echo "database_url = \"$db\""
-    echo "migrations_dir = \"$LMDM_SRC/migrations\""
+    for d in "${defaults[@]}"; do
+      local key=${d%% =*} overridden=""
+      for line in "$@"; do [ "${line%% =*}" = "$key" ] && overridden=1; done
+      [ -n "$overridden" ] || echo "$d"
+    done
     for line in "$@"; do echo "$line"; done
   } >"$T/lmdm.conf"
   CONF="$T/lmdm.conf"

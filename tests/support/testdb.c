@@ -122,7 +122,8 @@ void testdb_drop(const char *conninfo)
         if (strcmp(o->keyword, "dbname") == 0 && o->val) snprintf(name, sizeof name, "%s", o->val);
     PQconninfoFree(opts);
     /* Only ever drop what testdb_create made. */
-    if (strncmp(name, "lmdm_test_", 10) != 0 || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name))
+    if (strncmp(name, "lmdm_test_", 10) != 0 ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name))
         die("testdb_drop: '%s' is not a test database", name);
 
     PGconn *c = connect_server();
