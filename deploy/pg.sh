@@ -99,6 +99,9 @@ set_dir() {
     DATA=$DIR/data
     RUNDIR=$DIR/run
     LOGFILE=$DIR/postgresql.log
+    if [ -d "$DATA" ] && [ ! -x "$DATA" ]; then
+        die "cannot read $DATA (owned by $(stat -c %U "$DATA")); run as root or as that user"
+    fi
     # A cluster made earlier by an ordinary user keeps running as that user.
     if is_root && [ -d "$DATA" ]; then
         local owner

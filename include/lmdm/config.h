@@ -42,6 +42,9 @@ typedef struct lmdm_config {
 /** Fill `cfg` with every default. Free with lmdm_config_clear(). */
 void lmdm_config_defaults(lmdm_config_t *cfg);
 
+/* Ownership: load and parse free what `cfg` held before, so `cfg` must come from
+ * lmdm_config_defaults(), a previous load/parse, or be zeroed ({0}). */
+
 /** Load `path` over the defaults, then apply environment overrides.
  * On error returns LMDM_ERR_CONFIG (or _IO / _NOT_FOUND) and writes a message naming
  * file, line and key into errbuf. `cfg` is left with defaults on error. */

@@ -53,7 +53,9 @@ typedef struct lmdm_db_stats {
  * asynchronously. Returns NULL only on allocation failure. */
 lmdm_db_pool_t *lmdm_db_pool_new(struct event_base *base, const char *conninfo, int size, int queue_max);
 /** Close every connection; pending callbacks are called with LMDM_ERR_CLOSED.
- * NULL is a no-op. */
+ * NULL is a no-op. WARNING: never call it from inside one of the pool's own
+ * callbacks. Host names in conninfo are resolved by libpq and may block: use a
+ * socket directory or hostaddr on event-loop threads. */
 void lmdm_db_pool_free(lmdm_db_pool_t *pool);
 
 /** 1 if at least one connection is usable now. */
