@@ -69,6 +69,9 @@ static bool check_listen(const char *v, char *why, size_t whylen);
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const client_auth_modes[] = {"off", "optional", NULL};
+static const char *const identity_modes[] = {"pkcs12", "scep", NULL};
+static const char *const apns_auth_modes[] = {"off", "token", "certificate", NULL};
 
 /* The field's declared C type must match the row's type: _Generic refuses to
  * compile a row whose field has a different type, so a table typo cannot
@@ -126,6 +129,48 @@ static const cfg_key_t keys[] = {
      .reload = true, .help = "lowest level written to the log"},
     {.name = "log_format", STRING(log_format), .def_str = "text", .choices = log_formats,
      .help = "plain text lines or JSON lines"},
+    /* devices: identity and enrollment */
+    {.name = "public_url", STRING(public_url), .def_str = "https://localhost:8443", .min = 1,
+     .help = "base URL devices reach the broker at (ServerURL and CheckInURL of the profile)"},
+    {.name = "ca_cert", STRING(ca_cert), .def_str = "",
+     .help = "broker CA certificate (PEM), created by `lmdm ca init`; issues device identities"},
+    {.name = "ca_key", STRING(ca_key), .def_str = "",
+     .help = "broker CA private key (PEM); must be readable only by the broker's user"},
+    {.name = "device_trusted_cas", STRING(device_trusted_cas), .def_str = "",
+     .help = "extra PEM bundle of CAs trusted for device identities (e.g. a SCEP server's CA)"},
+    {.name = "tls_client_auth", STRING(tls_client_auth), .def_str = "optional",
+     .choices = client_auth_modes,
+     .help = "ask TLS clients for a device identity certificate (verified against the trusted CAs)"},
+    {.name = "trusted_proxies", STRING(trusted_proxies), .def_str = "",
+     .help = "comma-separated proxy IP addresses allowed to forward a Client-Cert header (RFC 9440)"},
+    {.name = "enroll_identity", STRING(enroll_identity), .def_str = "pkcs12", .choices = identity_modes,
+     .help = "device identity in the enrollment profile: a PKCS#12 issued by the broker CA, or SCEP"},
+    {.name = "scep_url", STRING(scep_url), .def_str = "", .help = "SCEP server URL (enroll_identity = scep)"},
+    {.name = "scep_challenge", STRING(scep_challenge), .def_str = "",
+     .help = "SCEP challenge password (enroll_identity = scep)"},
+    {.name = "scep_key_size", INT(scep_key_size), .def = 2048, .min = 1024, .max = 4096,
+     .help = "RSA key size the device generates for SCEP"},
+    {.name = "enroll_org", STRING(enroll_org), .def_str = "lmdm",
+     .help = "organization name shown on the device for the enrollment profile"},
+    {.name = "mdm_max_body", SIZE(mdm_max_body), .def = 8 * MIB, .min = KIB, .max = 64 * MIB,
+     .help = "body limit of /mdm/checkin and /mdm/connect (device answers can be large)"},
+    /* APNs */
+    {.name = "apns_url", STRING(apns_url), .def_str = "https://api.push.apple.com", .min = 1,
+     .help = "APNs endpoint (https://api.sandbox.push.apple.com for development)"},
+    {.name = "apns_topic", STRING(apns_topic), .def_str = "",
+     .help = "MDM push topic: the UID of the MDM push certificate (com.apple.mgmt.External.…)"},
+    {.name = "apns_auth", STRING(apns_auth), .def_str = "off", .choices = apns_auth_modes,
+     .help = "how the broker authenticates to APNs; off = no pushes (devices poll when woken otherwise)"},
+    {.name = "apns_key_file", STRING(apns_key_file), .def_str = "",
+     .help = "token auth: PEM (PKCS#8) EC P-256 signing key from Apple (.p8)"},
+    {.name = "apns_key_id", STRING(apns_key_id), .def_str = "", .help = "token auth: key id (JWT kid)"},
+    {.name = "apns_team_id", STRING(apns_team_id), .def_str = "", .help = "token auth: team id (JWT iss)"},
+    {.name = "apns_cert", STRING(apns_cert), .def_str = "",
+     .help = "certificate auth: PEM MDM push certificate"},
+    {.name = "apns_cert_key", STRING(apns_cert_key), .def_str = "",
+     .help = "certificate auth: PEM private key of apns_cert"},
+    {.name = "apns_ca_file", STRING(apns_ca_file), .def_str = "",
+     .help = "CA bundle that verifies the APNs server; \"\" = the system's"},
 };
 
 #define NKEYS LMDM_ARRAY_LEN(keys)

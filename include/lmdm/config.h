@@ -37,6 +37,29 @@ typedef struct lmdm_config {
     /* logging */
     char *log_level;         /* debug | info | warn | error */
     char *log_format;        /* text | json */
+    /* devices: identity and enrollment */
+    char *public_url;        /* base URL devices use, e.g. "https://mdm.example.org:8443" */
+    char *ca_cert;           /* broker CA certificate (PEM), created by `lmdm ca init` */
+    char *ca_key;            /* broker CA private key (PEM), readable only by the broker's user */
+    char *device_trusted_cas;/* extra PEM bundle of CAs trusted for device identities (e.g. a SCEP CA) */
+    char *tls_client_auth;   /* off | optional: ask devices for a client certificate during TLS */
+    char *trusted_proxies;   /* comma-separated proxy IPs allowed to send the RFC 9440 Client-Cert header */
+    char *enroll_identity;   /* pkcs12 | scep: how the enrollment profile provides the device identity */
+    char *scep_url;          /* SCEP server URL (enroll_identity = scep) */
+    char *scep_challenge;    /* SCEP challenge password */
+    int scep_key_size;       /* RSA key size the device generates for SCEP */
+    char *enroll_org;        /* PayloadOrganization shown on the device */
+    size_t mdm_max_body;     /* body limit of /mdm/checkin and /mdm/connect */
+    /* APNs */
+    char *apns_url;          /* APNs endpoint, e.g. "https://api.push.apple.com" */
+    char *apns_topic;        /* push topic (the MDM push certificate's UID, com.apple.mgmt.External...) */
+    char *apns_auth;         /* off | token | certificate */
+    char *apns_key_file;     /* token auth: the .p8 (PEM PKCS#8 EC P-256) signing key */
+    char *apns_key_id;       /* token auth: key id (kid) */
+    char *apns_team_id;      /* token auth: team id (iss) */
+    char *apns_cert;         /* certificate auth: PEM client certificate */
+    char *apns_cert_key;     /* certificate auth: PEM private key */
+    char *apns_ca_file;      /* CA bundle to verify the APNs server; "" = system default */
 } lmdm_config_t;
 
 /** Fill `cfg` with every default. Free with lmdm_config_clear(). */

@@ -620,6 +620,10 @@ static const char *const all_keys[] = {
     "max_header_size",  "max_body_size", "max_streams",    "max_connections", "idle_timeout",
     "read_timeout",     "shutdown_timeout", "database_url", "db_pool_size",   "db_queue_max",
     "db_retry_after",   "migrations_dir", "log_level",     "log_format",
+    "public_url", "ca_cert", "ca_key", "device_trusted_cas", "tls_client_auth", "trusted_proxies",
+    "enroll_identity", "scep_url", "scep_challenge", "scep_key_size", "enroll_org", "mdm_max_body",
+    "apns_url", "apns_topic", "apns_auth", "apns_key_file", "apns_key_id", "apns_team_id",
+    "apns_cert", "apns_cert_key", "apns_ca_file",
 };
 
 static char *read_all(const char *path, size_t *len)
