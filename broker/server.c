@@ -453,6 +453,11 @@ fail:
     return NULL;
 }
 
+void lmdm_server_set_app(lmdm_server_t *s, const struct lmdm_app *app)
+{
+    for (int i = 0; i < s->nworkers; i++) s->workers[i].app = app;
+}
+
 lmdm_worker_t *lmdm_server_worker(lmdm_server_t *s, int i)
 {
     return i >= 0 && i < s->nworkers ? &s->workers[i] : NULL;

@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config git
   libnghttp2-dev libssl-dev libpq-dev libjansson-dev libsodium-dev
-  libevent-dev libplist-dev libhttp-parser-dev
+  libevent-dev libplist-dev libhttp-parser-dev libcurl4-openssl-dev
   postgresql postgresql-contrib
   nghttp2-client nghttp2-server curl openssl ca-certificates
 )

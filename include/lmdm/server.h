@@ -28,6 +28,8 @@ struct lmdm_worker {
     lmdm_metrics_t *metrics;
     lmdm_server_t *server;
     const lmdm_config_t *config;
+    const struct lmdm_app *app;/* shared read-only state (lmdm/app.h); may be NULL */
+    struct lmdm_apns *apns;    /* this worker's APNs client; NULL when pushes are off */
     lmdm_worker_priv_t *priv;  /* connection layer state */
 };
 
@@ -37,6 +39,9 @@ struct lmdm_worker {
 lmdm_server_t *lmdm_server_new(const lmdm_config_t *cfg, const char *config_path,
                                const lmdm_router_t *router, long schema_version, char *errbuf,
                                size_t errlen);
+
+/** Attach the shared application state to every worker (before running). */
+void lmdm_server_set_app(lmdm_server_t *s, const struct lmdm_app *app);
 
 /** Run until SIGTERM/SIGINT and the drain finish. Returns 0 after a clean drain,
  * LMDM_ERR_TIMEOUT if in-flight requests had to be cut at shutdown_timeout,

@@ -1,0 +1,21 @@
+/* Process-wide, read-only state the handlers share: configuration, the broker
+ * CA and the device trust store. Built once by `lmdm serve` before the workers
+ * start; never modified afterwards, so every worker reads it without locks. */
+#ifndef LMDM_APP_H
+#define LMDM_APP_H
+
+#include "lmdm/ca.h"
+#include "lmdm/config.h"
+#include "lmdm/identity.h"
+
+#define LMDM_MAX_TRUSTED_PROXIES 16
+
+typedef struct lmdm_app {
+    const lmdm_config_t *cfg;
+    lmdm_ca_t *ca;        /* NULL when ca_cert/ca_key are not configured */
+    lmdm_trust_t *trust;  /* NULL without a CA: device endpoints answer 503 */
+    char trusted_proxies[LMDM_MAX_TRUSTED_PROXIES][64]; /* numeric addresses */
+    int ntrusted_proxies;
+} lmdm_app_t;
+
+#endif

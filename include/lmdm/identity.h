@@ -1,0 +1,49 @@
+/* Device identity: which certificate a device presented, and whether the broker
+ * trusts it. Three ways in (issue 3): the TLS client certificate (mTLS), the
+ * Mdm-Signature header (base64 detached CMS SignedData over the request body),
+ * or an RFC 9440 Client-Cert header from a configured trusted proxy.
+ *
+ * Thread rules: an lmdm_trust_t is read-only after creation and shared by all
+ * workers. */
+#ifndef LMDM_IDENTITY_H
+#define LMDM_IDENTITY_H
+
+#include <openssl/x509.h>
+#include "lmdm/common.h"
+
+typedef struct lmdm_trust lmdm_trust_t;
+
+#define LMDM_FINGERPRINT_LEN 64 /* SHA-256 as lower-case hex, without NUL */
+
+/** Trusted CAs for device identities: the broker CA plus every certificate in
+ * the optional PEM bundle `extra_bundle` (may be NULL or ""). */
+lmdm_trust_t *lmdm_trust_new(X509 *broker_ca, const char *extra_bundle, char *errbuf, size_t errlen);
+void lmdm_trust_free(lmdm_trust_t *t);
+
+/** The X509_STORE (borrowed) for TLS client verification. */
+X509_STORE *lmdm_trust_store(const lmdm_trust_t *t);
+
+/** Verify a device certificate (with optional intermediates) at time `now`:
+ * chain to a trusted CA, within validity, usable for client auth or signing.
+ * Returns 0, or LMDM_ERR_INVALID with a short reason ("expired", "unknown CA",
+ * ...) in reason. */
+int lmdm_trust_verify(const lmdm_trust_t *t, X509 *cert, STACK_OF(X509) *chain, time_t now, char *reason,
+                      size_t reasonlen) LMDM_MUSTCHECK;
+
+/** Verify an Mdm-Signature header value against `body`: base64 decode (spaces
+ * and newlines ignored, at most 64 KiB), parse CMS SignedData, check the
+ * detached signature over body and the signer certificate with
+ * lmdm_trust_verify. On success *signer is the signer certificate (the caller
+ * frees it with X509_free). */
+int lmdm_trust_verify_mdm_signature(const lmdm_trust_t *t, const char *header, const void *body,
+                                    size_t body_len, time_t now, X509 **signer, char *reason,
+                                    size_t reasonlen) LMDM_MUSTCHECK;
+
+/** Parse an RFC 9440 Client-Cert header (a structured-field byte sequence,
+ * ":<base64 DER>:"). Returns 0 and *out (caller frees) or LMDM_ERR_INVALID. */
+int lmdm_identity_parse_client_cert(const char *header, X509 **out) LMDM_MUSTCHECK;
+
+/** SHA-256 of the DER certificate as lower-case hex into out (65 bytes). */
+void lmdm_identity_fingerprint(X509 *cert, char out[LMDM_FINGERPRINT_LEN + 1]);
+
+#endif
