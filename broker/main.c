@@ -6,7 +6,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <openssl/rand.h>
+
+#include "lmdm/app.h"
+#include "lmdm/buf.h"
+#include "lmdm/ca.h"
 #include "lmdm/config.h"
+#include "lmdm/mdm.h"
+#include "lmdm/mdm_endpoints.h"
 #include "lmdm/db.h"
 #include "lmdm/log.h"
 #include "lmdm/migrate.h"
@@ -25,6 +33,8 @@ static void usage(FILE *out)
             "  serve     run the broker (HTTP/1.1 and HTTP/2, TLS and plaintext listeners)\n"
             "  migrate   apply pending database migrations (or show their status)\n"
             "  config    check a config file or describe every setting\n"
+            "  ca        create the broker CA (device identities, profile signing)\n"
+            "  command   queue an MDM command for a device (operators and tests)\n"
             "  version   print the version\n"
             "  help      this text\n"
             "\n"
@@ -75,6 +85,12 @@ typedef struct {
     int status;
     int describe;
     int check;
+    const char *name;
+    int days;
+    const char *device;
+    const char *user;
+    long tenant;
+    int allow_args; /* positional arguments are the caller's (argv[optind..]) */
 } opts_t;
 
 static int parse_opts(int argc, char **argv, opts_t *o, const char *help)
@@ -83,7 +99,10 @@ static int parse_opts(int argc, char **argv, opts_t *o, const char *help)
         {"config", required_argument, NULL, 'c'}, {"database-url", required_argument, NULL, 'd'},
         {"dir", required_argument, NULL, 'D'},    {"status", no_argument, NULL, 's'},
         {"describe", no_argument, NULL, 'x'},     {"check", no_argument, NULL, 'k'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},         {"name", required_argument, NULL, 'n'},
+        {"days", required_argument, NULL, 'y'},   {"device", required_argument, NULL, 'v'},
+        {"user", required_argument, NULL, 'u'},   {"tenant", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     optind = 1;
@@ -95,15 +114,61 @@ static int parse_opts(int argc, char **argv, opts_t *o, const char *help)
         case 's': o->status = 1; break;
         case 'x': o->describe = 1; break;
         case 'k': o->check = 1; break;
+        case 'n': o->name = optarg; break;
+        case 'y': o->days = atoi(optarg); break;
+        case 'v': o->device = optarg; break;
+        case 'u': o->user = optarg; break;
+        case 't': o->tenant = atol(optarg); break;
         case 'h': fputs(help, stdout); return 1;
         default: fputs(help, stderr); return -1;
         }
     }
-    if (optind < argc) {
+    if (optind < argc && !o->allow_args) {
         fprintf(stderr, "lmdm: unexpected argument '%s'\n%s", argv[optind], help);
         return -1;
     }
     return 0;
+}
+
+/* Shared state of the device endpoints: the CA, the trust store, proxies. */
+static int build_app(lmdm_app_t *app, const lmdm_config_t *cfg)
+{
+    char err[512];
+    if (*cfg->ca_cert || *cfg->ca_key) {
+        app->ca = lmdm_ca_load(cfg->ca_cert, cfg->ca_key, err, sizeof(err));
+        if (!app->ca) {
+            lmdm_error("broker CA: %s", err);
+            return -1;
+        }
+        app->trust = lmdm_trust_new(lmdm_ca_cert(app->ca), cfg->device_trusted_cas, err, sizeof(err));
+        if (!app->trust) {
+            lmdm_error("device trust: %s", err);
+            return -1;
+        }
+    } else {
+        lmdm_warn("no broker CA (ca_cert/ca_key): the device endpoints answer 503; run `lmdm ca init`");
+    }
+    char list[1024];
+    snprintf(list, sizeof(list), "%s", cfg->trusted_proxies);
+    for (char *save = NULL, *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        unsigned char buf[16];
+        if (inet_pton(AF_INET, tok, buf) != 1 && inet_pton(AF_INET6, tok, buf) != 1) {
+            lmdm_error("trusted_proxies: \"%s\" is not an IP address", tok);
+            return -1;
+        }
+        if (app->ntrusted_proxies == LMDM_MAX_TRUSTED_PROXIES) {
+            lmdm_error("trusted_proxies: more than %d addresses", LMDM_MAX_TRUSTED_PROXIES);
+            return -1;
+        }
+        snprintf(app->trusted_proxies[app->ntrusted_proxies++], sizeof(app->trusted_proxies[0]), "%s", tok);
+    }
+    return 0;
+}
+
+static void free_app(lmdm_app_t *app)
+{
+    lmdm_trust_free(app->trust);
+    lmdm_ca_free(app->ca);
 }
 
 static const char serve_help[] =
@@ -154,8 +219,10 @@ static int cmd_serve(int argc, char **argv)
         lmdm_error("no listener: set listen_tls and/or listen_plain");
         goto fail;
     }
+    lmdm_app_t app = {.cfg = &cfg};
+    if (build_app(&app, &cfg) != 0) goto fail;
     lmdm_router_t *router = lmdm_router_new();
-    if (lmdm_ops_routes(router) != 0) {
+    if (lmdm_ops_routes(router) != 0 || lmdm_mdm_routes(router, &cfg) != 0) {
         lmdm_error("route table overflow");
         lmdm_router_free(router);
         goto fail;
@@ -164,11 +231,14 @@ static int cmd_serve(int argc, char **argv)
     if (!srv) {
         lmdm_error("%s", err);
         lmdm_router_free(router);
+        free_app(&app);
         goto fail;
     }
+    lmdm_server_set_app(srv, &app);
     rv = lmdm_server_run(srv);
     lmdm_server_free(srv);
     lmdm_router_free(router);
+    free_app(&app);
     lmdm_config_clear(&cfg);
     return rv == 0 ? 0 : 1;
 fail:
@@ -251,6 +321,123 @@ static int cmd_config(int argc, char **argv)
     return 0;
 }
 
+static const char ca_help[] =
+    "usage: lmdm ca init [--config FILE] [--name NAME] [--days N]\n"
+    "\n"
+    "Create the broker CA at the paths of ca_cert and ca_key in the config: an EC\n"
+    "P-256 key (mode 0600) and a self-signed certificate (default 3650 days). It\n"
+    "issues device identities and signs enrollment profiles. Existing files are\n"
+    "never overwritten.\n";
+
+static int cmd_ca(int argc, char **argv)
+{
+    int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    if (argc < 2 || strcmp(argv[1], "init") != 0) {
+        fputs(ca_help, help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
+    opts_t o = {0};
+    int rv = parse_opts(argc - 1, argv + 1, &o, ca_help);
+    if (rv) return rv > 0 ? 0 : 2;
+    lmdm_config_t cfg;
+    if (load_config(&cfg, &o.config) != 0) return 1;
+    int code = 1;
+    char err[512];
+    if (!*cfg.ca_cert || !*cfg.ca_key) {
+        fprintf(stderr, "lmdm ca init: set ca_cert and ca_key in the config first\n");
+        goto out;
+    }
+    if (lmdm_ca_init_files(cfg.ca_cert, cfg.ca_key, o.name ? o.name : "lmdm broker CA", o.days > 0 ? o.days : 3650,
+                           err, sizeof(err)) != 0) {
+        fprintf(stderr, "lmdm ca init: %s\n", err);
+        goto out;
+    }
+    printf("CA created: certificate %s, key %s\n", cfg.ca_cert, cfg.ca_key);
+    code = 0;
+out:
+    lmdm_config_clear(&cfg);
+    return code;
+}
+
+static const char command_help[] =
+    "usage: lmdm command enqueue --device KEY [--user USERKEY] [--tenant N] FILE|-\n"
+    "\n"
+    "Queue an MDM command for a device, as the tenant API will: FILE is the Command\n"
+    "dictionary (an XML plist with RequestType and its keys). The broker gives it a\n"
+    "fresh CommandUUID (printed) and pushes the device. KEY is the UDID (or the\n"
+    "EnrollmentID); USERKEY selects a user channel. Tenant 0 is the broker.\n"
+    "This writes to the database directly: no policy applies. Operators and tests only.\n";
+
+static int cmd_command(int argc, char **argv)
+{
+    int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    if (argc < 2 || strcmp(argv[1], "enqueue") != 0) {
+        fputs(command_help, help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
+    opts_t o = {.allow_args = 1};
+    int rv = parse_opts(argc - 1, argv + 1, &o, command_help);
+    if (rv) return rv > 0 ? 0 : 2;
+    const char *file = optind < argc - 1 ? argv[optind + 1] : NULL;
+    if (!o.device || !file) {
+        fputs(command_help, stderr);
+        return 2;
+    }
+    lmdm_config_t cfg;
+    if (load_config(&cfg, &o.config) != 0) return 1;
+    int code = 1;
+    PGconn *pg = NULL;
+    lmdm_buf_t in = {0}, out = {0};
+    lmdm_arena_t *arena = lmdm_arena_new(0);
+    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
+    if (!f) {
+        perror(file);
+        goto out;
+    }
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && in.len < 8 * 1024 * 1024) lmdm_buf_append(&in, chunk, n);
+    if (f != stdin) fclose(f);
+    unsigned char r[16];
+    char uuid[37];
+    RAND_bytes(r, sizeof(r));
+    r[6] = (r[6] & 0x0f) | 0x40; /* version 4 */
+    r[8] = (r[8] & 0x3f) | 0x80;
+    snprintf(uuid, sizeof(uuid), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+             r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
+    char err[512];
+    const char *rt = NULL;
+    if (lmdm_command_wrap(in.data ? in.data : "", in.len, uuid, arena, &out, &rt, err, sizeof(err)) != 0) {
+        fprintf(stderr, "lmdm command enqueue: %s: %s\n", file, err);
+        goto out;
+    }
+    pg = lmdm_db_connect_blocking(cfg.database_url, err, sizeof(err));
+    if (!pg) {
+        fprintf(stderr, "lmdm command enqueue: cannot connect to the database: %s\n", err);
+        goto out;
+    }
+    char tenant[24];
+    snprintf(tenant, sizeof(tenant), "%ld", o.tenant);
+    const char *params[] = {o.device, o.user ? o.user : "", tenant, uuid, rt, out.data, NULL};
+    PGresult *res = PQexecParams(pg, "SELECT mdm_enqueue($1, $2, $3, $4::uuid, $5, $6, $7)", 7, NULL, params, NULL,
+                                 NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "lmdm command enqueue: %s", PQresultErrorMessage(res));
+        PQclear(res);
+        goto out;
+    }
+    PQclear(res);
+    printf("%s %s\n", uuid, rt);
+    code = 0;
+out:
+    if (pg) PQfinish(pg);
+    lmdm_buf_free(&in);
+    lmdm_buf_free(&out);
+    lmdm_arena_free(arena);
+    lmdm_config_clear(&cfg);
+    return code;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -261,6 +448,8 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 1, argv + 1);
     if (strcmp(cmd, "migrate") == 0) return cmd_migrate(argc - 1, argv + 1);
     if (strcmp(cmd, "config") == 0) return cmd_config(argc - 1, argv + 1);
+    if (strcmp(cmd, "ca") == 0) return cmd_ca(argc - 1, argv + 1);
+    if (strcmp(cmd, "command") == 0) return cmd_command(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("lmdm %s\n", LMDM_VERSION);
         return 0;

@@ -24,6 +24,7 @@
 
 #include "conn.h"
 #include "lmdm/log.h"
+#include "lmdm/app.h"
 #include "lmdm/tls.h"
 
 #define LINGER_MS 2000
@@ -58,6 +59,7 @@ struct lmdm_server {
     lmdm_db_pool_t **pools;
     pthread_mutex_t tls_lock;
     SSL_CTX *tls_ctx;           /* current context; swapped on SIGHUP */
+    X509 *client_ca;            /* CA named in client certificate requests (borrowed) */
     struct event_base *main_base;
     atomic_int stopping;
 };
@@ -236,6 +238,47 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     case CONN_SNIFF: conn_close(c, "no request in time"); break;
     case CONN_CLOSED: break;
     }
+}
+
+X509 *lmdm_http_req_peer_cert(const lmdm_http_req_t *req)
+{
+    if (!req->conn || !req->conn->tls) return NULL;
+    SSL *ssl = bufferevent_openssl_get_ssl(req->conn->bev);
+    return ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+}
+
+STACK_OF(X509) *lmdm_http_req_peer_chain(const lmdm_http_req_t *req)
+{
+    if (!req->conn || !req->conn->tls) return NULL;
+    SSL *ssl = bufferevent_openssl_get_ssl(req->conn->bev);
+    return ssl ? SSL_get_peer_cert_chain(ssl) : NULL;
+}
+
+void lmdm_http_req_peer_ip(const lmdm_http_req_t *req, char *out, size_t outlen)
+{
+    const char *p = req->peer;
+    size_t n;
+    if (p[0] == '[') {
+        const char *end = strchr(p, ']');
+        p++;
+        n = end ? (size_t)(end - p) : strlen(p);
+    } else {
+        const char *colon = strrchr(p, ':');
+        n = colon ? (size_t)(colon - p) : strlen(p);
+    }
+    if (n >= outlen) n = outlen - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* The TLS context: certificate, ALPN and, when configured, the request for a
+ * device client certificate. */
+static SSL_CTX *build_tls_ctx(const lmdm_config_t *cfg, const char *cert, const char *key, X509 *client_ca,
+                              char *errbuf, size_t errlen)
+{
+    SSL_CTX *ctx = lmdm_tls_server_ctx(cert, key, errbuf, errlen);
+    if (ctx && strcmp(cfg->tls_client_auth, "off") != 0) lmdm_tls_request_client_cert(ctx, client_ca);
+    return ctx;
 }
 
 static SSL_CTX *current_tls_ctx(lmdm_server_t *s)
@@ -420,7 +463,7 @@ lmdm_server_t *lmdm_server_new(const lmdm_config_t *cfg, const char *config_path
     if (s->nworkers < 1) s->nworkers = 1;
 
     if (*cfg->listen_tls) {
-        s->tls_ctx = lmdm_tls_server_ctx(cfg->tls_cert, cfg->tls_key, errbuf, errlen);
+        s->tls_ctx = build_tls_ctx(cfg, cfg->tls_cert, cfg->tls_key, NULL, errbuf, errlen);
         if (!s->tls_ctx) goto fail;
     }
 
@@ -456,6 +499,11 @@ fail:
 void lmdm_server_set_app(lmdm_server_t *s, const struct lmdm_app *app)
 {
     for (int i = 0; i < s->nworkers; i++) s->workers[i].app = app;
+    /* Name the broker CA in the TLS CertificateRequest. */
+    if (app && app->ca && s->tls_ctx && strcmp(s->cfg->tls_client_auth, "off") != 0) {
+        s->client_ca = lmdm_ca_cert(app->ca);
+        SSL_CTX_add_client_CA(s->tls_ctx, s->client_ca);
+    }
 }
 
 lmdm_worker_t *lmdm_server_worker(lmdm_server_t *s, int i)
@@ -495,7 +543,7 @@ static void reload(lmdm_server_t *s)
     if (lmdm_log_level_parse(fresh.log_level, &lvl) == 0 && lmdm_log_format_parse(s->cfg->log_format, &fmt) == 0)
         lmdm_log_setup(lvl, fmt);
     if (*s->cfg->listen_tls) {
-        SSL_CTX *ctx = lmdm_tls_server_ctx(fresh.tls_cert, fresh.tls_key, err, sizeof(err));
+        SSL_CTX *ctx = build_tls_ctx(s->cfg, fresh.tls_cert, fresh.tls_key, s->client_ca, err, sizeof(err));
         if (!ctx) {
             lmdm_error("SIGHUP: TLS certificate not reloaded, keeping the current one: %s", err);
         } else {

@@ -83,3 +83,19 @@ const char *lmdm_tls_alpn(const SSL *ssl)
     if (n == 8 && memcmp(p, "http/1.1", 8) == 0) return "http/1.1";
     return NULL;
 }
+
+static int accept_any(int preverify_ok, X509_STORE_CTX *x)
+{
+    (void)preverify_ok;
+    (void)x;
+    return 1; /* recorded, not enforced here: see lmdm_tls_request_client_cert */
+}
+
+void lmdm_tls_request_client_cert(SSL_CTX *ctx, X509 *ca_names)
+{
+    static const unsigned char sid_ctx[] = "lmdm";
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any);
+    /* Session resumption with client certificates needs a session id context. */
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+    if (ca_names) SSL_CTX_add_client_CA(ctx, ca_names);
+}

@@ -53,7 +53,7 @@ CREATE TABLE commands (
     command_uuid        uuid NOT NULL UNIQUE,
     tenant_command_uuid text,
     request_type        text NOT NULL,
-    payload             bytea NOT NULL,
+    payload             text NOT NULL,              -- XML plist (UTF-8)
     state               text NOT NULL DEFAULT 'queued'
                         CHECK (state IN ('queued', 'sent', 'notnow', 'acknowledged', 'error',
                                          'format_error', 'cancelled')),
@@ -61,7 +61,7 @@ CREATE TABLE commands (
     created_at          timestamptz NOT NULL DEFAULT now(),
     sent_at             timestamptz,
     answered_at         timestamptz,
-    result              bytea                       -- the device's whole answer, as sent
+    result              text                        -- the device's whole answer (XML plist), as sent
 );
 CREATE INDEX commands_pending ON commands (channel_id, id) WHERE state IN ('queued', 'sent', 'notnow');
 
@@ -195,8 +195,8 @@ END $$;
 -- tenants take turns (round robin over tenant ids after the last one served),
 -- and each tenant's commands go in the order they were queued. NotNow holds a
 -- command back until the device's next Idle.
-CREATE FUNCTION mdm_connect(p_key text, p_user text, p_fpr text, p_status text, p_uuid uuid, p_result bytea,
-                            OUT code text, OUT command_uuid uuid, OUT payload bytea)
+CREATE FUNCTION mdm_connect(p_key text, p_user text, p_fpr text, p_status text, p_uuid uuid, p_result text,
+                            OUT code text, OUT command_uuid uuid, OUT payload text)
 LANGUAGE plpgsql AS $$
 DECLARE
     r record;
@@ -247,7 +247,7 @@ END $$;
 -- Queue a command (used by `lmdm command enqueue` and, later, the tenant API).
 -- Raises if the device or channel is unknown or checked out.
 CREATE FUNCTION mdm_enqueue(p_key text, p_user text, p_tenant bigint, p_uuid uuid, p_request_type text,
-                            p_payload bytea, p_tenant_uuid text) RETURNS bigint
+                            p_payload text, p_tenant_uuid text) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     ch_id bigint;

@@ -19,7 +19,10 @@ typedef struct lmdm_apns lmdm_apns_t;
 
 /** Final outcome of one push: status is the HTTP status from APNs (200, 410, 400
  * ...), or 0 if it could not be delivered (connection failures after retries).
- * reason is APNs' "reason" string or a local description; both borrowed. */
+ * After 5 attempts answered 429/5xx, status is the last of those answers.
+ * reason is APNs' "reason" string or a local description; both borrowed.
+ * Called from the event loop, never from inside lmdm_apns_push; it may call
+ * lmdm_apns_push (the token is no longer pending) but must not free the client. */
 typedef void (*lmdm_apns_result_cb)(void *arg, const char *token_hex, int status, const char *reason);
 
 typedef struct lmdm_apns_stats {
@@ -27,7 +30,8 @@ typedef struct lmdm_apns_stats {
     uint64_t delivered;  /* 200 answers */
     uint64_t failed;     /* final non-200 outcomes */
     uint64_t coalesced;  /* pushes folded into a pending one */
-    uint64_t retries;
+    uint64_t retries;    /* requests sent again (429/5xx, lost connection, refused stream) */
+    uint64_t connections;/* HTTP/2 connections established */
 } lmdm_apns_stats_t;
 
 /** Create a client from cfg (apns_url, apns_topic, apns_auth and its files).
@@ -43,7 +47,12 @@ void lmdm_apns_free(lmdm_apns_t *a);
  * for a malformed token or magic, or LMDM_ERR_BUSY if too many are pending. */
 int lmdm_apns_push(lmdm_apns_t *a, const char *token_hex, const char *push_magic, const char *topic) LMDM_MUSTCHECK;
 
+/** Counters since creation (this thread only). */
 void lmdm_apns_stats(const lmdm_apns_t *a, lmdm_apns_stats_t *out);
+
+/** First retry/reconnect delay in milliseconds (default 1000); it doubles with
+ * each attempt up to 60 s. For tests, which cannot wait seconds. */
+void lmdm_apns_set_backoff_ms(lmdm_apns_t *a, int initial_ms);
 
 /** Make an ES256 JWT for APNs (header {alg,kid}, claims {iss,iat}) with the
  * given key; exposed for tests. *out is malloc'd. */

@@ -27,10 +27,29 @@ X509 *lmdm_ca_cert(const lmdm_ca_t *ca);
 
 /** Issue a device identity: a fresh RSA-2048 key and a certificate signed by the
  * CA (CN = cn, `days` valid, clientAuth + digitalSignature/keyEncipherment),
- * packed as a PKCS#12 (DER, AES-256 + SHA-256 MAC) protected by `password`.
- * *der is malloc'd; the caller frees it. */
+ * packed as a PKCS#12 (DER, LMDM_P12_MODERN: AES-256 + SHA-256 MAC) protected
+ * by `password`, with the CA certificate included. *der is malloc'd; the
+ * caller frees it. Generating the RSA key takes tens of milliseconds. */
 int lmdm_ca_issue_p12(const lmdm_ca_t *ca, const char *cn, const char *password, int days,
                       unsigned char **der, size_t *der_len, char *errbuf, size_t errlen) LMDM_MUSTCHECK;
+
+/** How an issued PKCS#12 is encrypted and MACed. */
+typedef enum {
+    /* PBES2 (PBKDF2 with HMAC-SHA-256, AES-256-CBC) for key and certificates,
+     * HMAC-SHA-256 MAC: OpenSSL 3's default. Older Apple systems (reported up
+     * to iOS 17 / macOS 13) refuse it as a "wrong password". */
+    LMDM_P12_MODERN = 0,
+    /* pbeWithSHA1And3-KeyTripleDES-CBC for key and certificates, HMAC-SHA-1
+     * MAC: what every iOS and macOS version imports. Used for enrollment
+     * profiles, where the password travels next to the PKCS#12 anyway, so its
+     * cipher protects nothing that TLS does not (docs/enrollment.md). */
+    LMDM_P12_APPLE_COMPAT = 1,
+} lmdm_p12_format_t;
+
+/** lmdm_ca_issue_p12 with an explicit PKCS#12 format. */
+int lmdm_ca_issue_p12_format(const lmdm_ca_t *ca, const char *cn, const char *password, int days,
+                             lmdm_p12_format_t format, unsigned char **der, size_t *der_len, char *errbuf,
+                             size_t errlen) LMDM_MUSTCHECK;
 
 /** Sign `data` as CMS SignedData with the content attached (for .mobileconfig),
  * signer = the CA certificate. *der is malloc'd; the caller frees it. */

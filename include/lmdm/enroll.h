@@ -23,4 +23,8 @@ int lmdm_enroll_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enro
                         const char *managed_apple_id, lmdm_buf_t *out, char *errbuf,
                         size_t errlen) LMDM_MUSTCHECK;
 
+struct lmdm_http_req;
+/** GET /enroll[?kind=user&managed_apple_id=...]: the signed profile. */
+void lmdm_enroll_handle(struct lmdm_http_req *req);
+
 #endif

@@ -87,6 +87,16 @@ void lmdm_http_respond_unavailable(lmdm_http_req_t *req);
 /** 1 if the client has gone away (the answer will be dropped). */
 int lmdm_http_req_orphaned(const lmdm_http_req_t *req);
 
+/** The TLS client certificate of the request's connection and its chain as
+ * sent (borrowed), or NULL on plaintext, without a certificate, or once the
+ * client went away. WARNING: valid only until the handler's first asynchronous
+ * step; use (or copy) it at once. */
+struct x509_st *lmdm_http_req_peer_cert(const lmdm_http_req_t *req);
+struct stack_st_X509 *lmdm_http_req_peer_chain(const lmdm_http_req_t *req);
+
+/** Numeric address of the peer (without the port) into out. */
+void lmdm_http_req_peer_ip(const lmdm_http_req_t *req, char *out, size_t outlen);
+
 /** Standard reason phrase for a status code. */
 const char *lmdm_http_reason(int status);
 
