@@ -15,6 +15,8 @@
 #include "lmdm/config.h"
 #include "lmdm/mdm.h"
 #include "lmdm/mdm_endpoints.h"
+#include "lmdm/apns.h"
+#include "lmdm/push.h"
 #include "lmdm/db.h"
 #include "lmdm/log.h"
 #include "lmdm/migrate.h"
@@ -235,7 +237,26 @@ static int cmd_serve(int argc, char **argv)
         goto fail;
     }
     lmdm_server_set_app(srv, &app);
+    /* Worker 0 owns the one APNs connection and the push listener. */
+    lmdm_worker_t *w0 = lmdm_server_worker(srv, 0);
+    lmdm_push_t *push = NULL;
+    if (strcmp(cfg.apns_auth, "off") != 0) {
+        w0->apns = lmdm_apns_new(w0->base, &cfg, lmdm_push_apns_result, w0, err, sizeof(err));
+        if (!w0->apns) {
+            lmdm_error("APNs: %s", err);
+            lmdm_server_free(srv);
+            lmdm_router_free(router);
+            free_app(&app);
+            goto fail;
+        }
+        push = lmdm_push_new(w0, cfg.database_url);
+    } else {
+        lmdm_warn("apns_auth = off: queued commands wake no device (they are fetched at the next poll)");
+    }
     rv = lmdm_server_run(srv);
+    lmdm_push_free(push);
+    lmdm_apns_free(w0->apns);
+    w0->apns = NULL;
     lmdm_server_free(srv);
     lmdm_router_free(router);
     free_app(&app);
