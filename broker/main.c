@@ -17,6 +17,7 @@
 #include "lmdm/mdm_endpoints.h"
 #include "lmdm/apns.h"
 #include "lmdm/push.h"
+#include "lmdm/seen.h"
 #include "lmdm/db.h"
 #include "lmdm/log.h"
 #include "lmdm/migrate.h"
@@ -253,7 +254,13 @@ static int cmd_serve(int argc, char **argv)
     } else {
         lmdm_warn("apns_auth = off: queued commands wake no device (they are fetched at the next poll)");
     }
+    for (int i = 0; lmdm_server_worker(srv, i); i++)
+        lmdm_server_worker(srv, i)->seen = lmdm_seen_new(lmdm_server_worker(srv, i), 10000);
     rv = lmdm_server_run(srv);
+    for (int i = 0; lmdm_server_worker(srv, i); i++) {
+        lmdm_seen_free(lmdm_server_worker(srv, i)->seen);
+        lmdm_server_worker(srv, i)->seen = NULL;
+    }
     lmdm_push_free(push);
     lmdm_apns_free(w0->apns);
     w0->apns = NULL;

@@ -14,6 +14,7 @@
 #include "lmdm/log.h"
 #include "lmdm/mdm.h"
 #include "lmdm/mdm_auth.h"
+#include "lmdm/seen.h"
 #include "lmdm/server.h"
 
 #define CHECKIN_CT "application/x-apple-aspen-mdm-checkin"
@@ -322,6 +323,7 @@ static void connect_done(void *arg, int err, PGresult *res)
         answer_code(x, code);
         return;
     }
+    lmdm_seen_mark(x->req->worker->seen, x->cmd.who.device_key);
     if (PQgetisnull(res, 0, 2)) {
         lmdm_http_respond(x->req, 200, NULL, NULL, 0); /* nothing queued */
         return;

@@ -30,6 +30,7 @@ struct lmdm_worker {
     const lmdm_config_t *config;
     const struct lmdm_app *app;/* shared read-only state (lmdm/app.h); may be NULL */
     struct lmdm_apns *apns;    /* this worker's APNs client; NULL when pushes are off */
+    struct lmdm_seen *seen;    /* batched last-seen times (lmdm/seen.h); may be NULL */
     lmdm_worker_priv_t *priv;  /* connection layer state */
 };
 
