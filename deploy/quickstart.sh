@@ -125,6 +125,7 @@ fi
 PG_STARTED=0
 LMDM_PID=""
 STOPPING=0
+GOT_SIGNAL=0
 
 # shellcheck disable=SC2317 # trap handlers
 cleanup() {
@@ -145,6 +146,7 @@ cleanup() {
 # second one stops it at once.
 # shellcheck disable=SC2317
 on_signal() {
+    GOT_SIGNAL=1
     if [ -z "$LMDM_PID" ]; then
         exit 130
     fi
@@ -315,11 +317,21 @@ EOF
     sleep 0.1
 done
 
-rc=0
+# `wait` also returns (with 128+n) when a trapped signal arrives; the broker
+# may still run then, or may have ended meanwhile, in which case the next
+# `wait` returns its saved status (or 127 if that one was already collected).
+rc=0 last=""
 while :; do
-    wait "$LMDM_PID" && rc=0 || rc=$?
-    # wait also returns when a trapped signal arrives; the broker then still runs.
-    kill -0 "$LMDM_PID" 2>/dev/null || break
+    GOT_SIGNAL=0
+    st=0
+    wait "$LMDM_PID" || st=$?
+    if [ "$GOT_SIGNAL" -eq 1 ] && [ "$st" -gt 128 ]; then
+        last=$st
+        continue
+    fi
+    if [ "$st" -eq 127 ] && [ -n "$last" ]; then st=$last; fi
+    rc=$st
+    break
 done
 LMDM_PID=""
 if [ "$STOPPING" -eq 1 ] && [ "$rc" -eq 0 ]; then
