@@ -608,11 +608,13 @@ int lmdm_server_run(lmdm_server_t *s)
     } else {
         lmdm_server_stop(s);
     }
-    for (int i = 0; i < 3; i++) event_free(sigs[i]);
+    /* The signal events stay installed until the workers have drained: a second
+     * SIGTERM/SIGINT during the drain must not kill the process. */
     for (int i = 0; i < started; i++) {
         pthread_join(s->workers[i].priv->thread, NULL);
         if (s->workers[i].priv->forced) rv = rv ? rv : LMDM_ERR_TIMEOUT;
     }
+    for (int i = 0; i < 3; i++) event_free(sigs[i]);
     event_base_free(s->main_base);
     s->main_base = NULL;
     lmdm_info("stopped%s", rv == LMDM_ERR_TIMEOUT ? " (some requests were cut at shutdown_timeout)" : "");

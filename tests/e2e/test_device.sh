@@ -80,7 +80,8 @@ A2=$("$LMDM_BIN" command enqueue --config "$CONF" --device "$UDID" --tenant 1 "$
 B1=$("$LMDM_BIN" command enqueue --config "$CONF" --device "$UDID" --tenant 2 "$T/profilelist.plist" | cut -d' ' -f1)
 run=$("$SIM" run --dir "$T/dev1" --cacert "$CA" --http1)
 order=$(printf '%s\n' "$run" | grep -o '"command_uuid":"[^"]*"' | cut -d'"' -f4 | tr 'A-Z' 'a-z' | paste -sd' ')
-expect_eq "$order" "$A1 $B1 $A2" "tenants take turns; each tenant's commands keep their order (HTTP/1.1)"
+# Tenant 1 was served last (CMD1), so tenant 2 goes first.
+expect_eq "$order" "$B1 $A1 $A2" "tenants take turns; each tenant's commands keep their order (HTTP/1.1)"
 
 # NotNow holds a command back until the next Idle.
 N1=$("$LMDM_BIN" command enqueue --config "$CONF" --device "$UDID" "$T/profilelist.plist" | cut -d' ' -f1)

@@ -33,7 +33,9 @@ curl -s -o "$T/inflight.out" -w '%{http_code}' "$PLAIN_URL/readyz" >"$T/inflight
 CURL=$!
 sleep 0.5
 kill -TERM "$LMDM_PID"
-sleep 0.5
+sleep 0.2
+kill -INT "$LMDM_PID" # a second signal (Ctrl-C after SIGTERM) must not cut the drain short
+sleep 0.3
 if kill -0 "$LMDM_PID" 2>/dev/null; then pass "broker waits for the in-flight request"; else fail "broker exited with a request in flight"; fi
 set +e
 curl -s -m 2 -o /dev/null "$PLAIN_URL/healthz"; rc=$?
