@@ -160,7 +160,7 @@ static const cfg_key_t keys[] = {
     {.name = "apns_topic", STRING(apns_topic), .def_str = "",
      .help = "MDM push topic: the UID of the MDM push certificate (com.apple.mgmt.External.…)"},
     {.name = "apns_auth", STRING(apns_auth), .def_str = "off", .choices = apns_auth_modes,
-     .help = "how the broker authenticates to APNs; off = no pushes (devices poll when woken otherwise)"},
+     .help = "APNs authentication: certificate (the MDM push certificate: the only kind Apple accepts for MDM pushes), token (tests/stand-ins), off (no pushes)"},
     {.name = "apns_key_file", STRING(apns_key_file), .def_str = "",
      .help = "token auth: PEM (PKCS#8) EC P-256 signing key from Apple (.p8)"},
     {.name = "apns_key_id", STRING(apns_key_id), .def_str = "", .help = "token auth: key id (JWT kid)"},

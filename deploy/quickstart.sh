@@ -201,6 +201,16 @@ listen_plain = "127.0.0.1:$PLAIN_PORT"
 tls_cert = $(conf_quote "$VAR/certs/server.crt")
 tls_key = $(conf_quote "$VAR/certs/server.key")
 
+# Devices: the broker CA (created below with 'lmdm ca init') issues device
+# identities and signs the enrollment profile served at /enroll.
+public_url = "https://localhost:$TLS_PORT"
+ca_cert = $(conf_quote "$VAR/ca/ca.crt")
+ca_key = $(conf_quote "$VAR/ca/ca.key")
+# A real deployment sets the UID of its MDM push certificate and apns_auth =
+# certificate; the quickstart sends no pushes.
+apns_topic = "com.apple.mgmt.External.quickstart"
+apns_auth = off
+
 # The private cluster in var/pg (unix socket only).
 database_url = $(conf_quote "$CONNINFO")
 migrations_dir = $(conf_quote "$SRC/migrations")
@@ -211,7 +221,13 @@ EOF
     umask "$umask_old"
     mv "$CONF.tmp" "$CONF"
 fi
+if [ ! -f "$VAR/ca/ca.key" ] && grep -q '^ca_key = ' "$CONF"; then
+    say "creating the broker CA in var/ca"
+    mkdir -p "$VAR/ca"
+    "$LMDM" ca init --config "$CONF"
+fi
 if [ "$IS_ROOT" -eq 1 ]; then
+    [ -f "$VAR/ca/ca.key" ] && chown "$RUN_USER:" "$VAR/ca/ca.key" "$VAR/ca/ca.crt" && chmod 711 "$VAR/ca"
     # The broker reads the config and the server key; nothing else under var/
     # needs to change hands (pg.sh owns var/pg).
     chgrp "$(id -g "$RUN_USER")" "$CONF"
@@ -293,6 +309,8 @@ EOF
   $TLS_BASE/healthz   process up
   $TLS_BASE/readyz    database reachable and migrated
   $TLS_BASE/metrics   Prometheus metrics
+  $TLS_BASE/enroll    enrollment profile (.mobileconfig) for a device
+  $TLS_BASE/mdm/checkin, /mdm/connect   the Apple MDM endpoints
       TLS with HTTP/2 or HTTP/1.1 (ALPN); certificate signed by the development CA $CA
 EOF
         fi
