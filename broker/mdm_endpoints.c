@@ -120,6 +120,21 @@ static void query(mdm_ctx_t *x, const lmdm_db_stmt_t *st, const char *const *par
         lmdm_http_respond_unavailable(x->req);
 }
 
+/* Common head of the result callbacks that continue on "ok": answers errors and
+ * refusals itself and returns 0, or returns 1 when the handler goes on.
+ * `allow_not_enrolled` also lets an Authenticated-but-not-yet-updated device on. */
+static int proceed(mdm_ctx_t *x, int err, PGresult *res, int allow_not_enrolled)
+{
+    if (err) {
+        done_code(x, err, res);
+        return 0;
+    }
+    const char *code = PQgetvalue(res, 0, 0);
+    if (strcmp(code, "ok") == 0 || (allow_not_enrolled && strcmp(code, "not_enrolled") == 0)) return 1;
+    answer_code(x, code);
+    return 0;
+}
+
 static void respond_plist(lmdm_http_req_t *req, plist_t dict)
 {
     char *xml = NULL;
@@ -132,15 +147,7 @@ static void respond_plist(lmdm_http_req_t *req, plist_t dict)
 static void bootstrap_get_done(void *arg, int err, PGresult *res)
 {
     mdm_ctx_t *x = arg;
-    if (err) {
-        done_code(arg, err, res);
-        return;
-    }
-    const char *code = PQgetvalue(res, 0, 0);
-    if (strcmp(code, "ok") != 0 && strcmp(code, "not_enrolled") != 0) {
-        answer_code(x, code);
-        return;
-    }
+    if (!proceed(x, err, res, 1)) return;
     plist_t d = plist_new_dict();
     if (!PQgetisnull(res, 0, 1)) {
         const char *hex = PQgetvalue(res, 0, 1);
@@ -159,15 +166,7 @@ static void bootstrap_get_done(void *arg, int err, PGresult *res)
 static void ddm_done(void *arg, int err, PGresult *res)
 {
     mdm_ctx_t *x = arg;
-    if (err) {
-        done_code(arg, err, res);
-        return;
-    }
-    const char *code = PQgetvalue(res, 0, 0);
-    if (strcmp(code, "ok") != 0) {
-        answer_code(x, code);
-        return;
-    }
+    if (!proceed(x, err, res, 0)) return;
     const char *ep = x->in.endpoint;
     if (strcmp(ep, "tokens") == 0) {
         static const char body[] = "{\"SyncTokens\":{\"DeclarationsToken\":\"" DDM_TOKEN
@@ -187,15 +186,7 @@ static void ddm_done(void *arg, int err, PGresult *res)
 static void user_authenticate_done(void *arg, int err, PGresult *res)
 {
     mdm_ctx_t *x = arg;
-    if (err) {
-        done_code(arg, err, res);
-        return;
-    }
-    const char *code = PQgetvalue(res, 0, 0);
-    if (strcmp(code, "ok") != 0) {
-        answer_code(x, code);
-        return;
-    }
+    if (!proceed(x, err, res, 0)) return;
     /* An empty DigestChallenge: the broker needs no AuthToken for the user. */
     plist_t d = plist_new_dict();
     plist_dict_set_item(d, "DigestChallenge", plist_new_string(""));
