@@ -16,8 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (lmdm_connect_parse((const char *)data, size, a, &m, err, sizeof(err)) != 0 && !err[0]) __builtin_trap();
     lmdm_buf_t out = {0};
     const char *rt;
-    (void)lmdm_command_wrap((const char *)data, size, "0b8b5c57-1111-2222-3333-444455556666", a, &out, &rt, err,
-                            sizeof(err));
+    if (lmdm_command_wrap((const char *)data, size, "0b8b5c57-1111-2222-3333-444455556666", a, &out, &rt, err,
+                          sizeof(err)) == 0 && !strstr(out.data, "<key>CommandUUID</key>"))
+        __builtin_trap();
     lmdm_buf_free(&out);
     lmdm_arena_free(a);
     return 0;
