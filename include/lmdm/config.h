@@ -1,5 +1,5 @@
 /* The broker's configuration: one file of `key = value` lines, declared in one
- * table (broker/config.c) with type, default, bounds and reloadability.
+ * table (broker/core/config.c) with type, default, bounds and reloadability.
  *
  * File format: one `key = value` per line; `#` starts a comment; blank lines are
  * ignored; values may be double-quoted ("..." with \" and \\ escapes). Durations

@@ -1,4 +1,4 @@
-/* Unit tests for broker/ca.c: `ca init` files and modes, refusals on load,
+/* Unit tests for broker/mdm/ca.c: `ca init` files and modes, refusals on load,
  * issued PKCS#12 identities (both formats) and attached CMS signatures. */
 #include "lmdm/ca.h"
 

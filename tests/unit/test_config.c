@@ -1,4 +1,4 @@
-/* Unit tests for broker/config.c: the table's defaults, every value type and
+/* Unit tests for broker/core/config.c: the table's defaults, every value type and
  * unit, bounds, the exact error messages, hostile input, the environment
  * override, describe, and the shipped example file. */
 #include "lmdm/config.h"

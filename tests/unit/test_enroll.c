@@ -1,4 +1,4 @@
-/* Unit tests for broker/enroll.c: the signed enrollment profile, checked
+/* Unit tests for broker/mdm/enroll.c: the signed enrollment profile, checked
  * against Apple's own payload schemas (../shared/apple-device-management:
  * every key we write must exist there with the type we give it, every key it
  * marks required must be present), the AccessRights left out, the identity

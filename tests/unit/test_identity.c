@@ -1,4 +1,4 @@
-/* Unit tests for broker/identity.c: the device trust store, certificate
+/* Unit tests for broker/mdm/identity.c: the device trust store, certificate
  * verification at a given time and its reasons, the Mdm-Signature header
  * (valid, tampered, foreign CA, hostile encodings), the RFC 9440 Client-Cert
  * header, fingerprints, and verification from several threads at once. */
