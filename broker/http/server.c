@@ -59,7 +59,7 @@ struct lmdm_server {
     lmdm_db_pool_t **pools;
     pthread_mutex_t tls_lock;
     SSL_CTX *tls_ctx;           /* current context; swapped on SIGHUP */
-    X509 *client_ca;            /* CA named in client certificate requests (borrowed) */
+    const struct lmdm_app *app; /* its trust store names the CAs in client certificate requests */
     struct event_base *main_base;
     atomic_int stopping;
 };
@@ -273,11 +273,24 @@ void lmdm_http_req_peer_ip(const lmdm_http_req_t *req, char *out, size_t outlen)
 
 /* The TLS context: certificate, ALPN and, when configured, the request for a
  * device client certificate. */
-static SSL_CTX *build_tls_ctx(const lmdm_config_t *cfg, const char *cert, const char *key, X509 *client_ca,
-                              char *errbuf, size_t errlen)
+static void name_client_cas(SSL_CTX *ctx, const struct lmdm_app *app)
+{
+    if (!app || !app->trust) return;
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(lmdm_trust_store(app->trust));
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (ca) SSL_CTX_add_client_CA(ctx, ca);
+    }
+}
+
+static SSL_CTX *build_tls_ctx(const lmdm_config_t *cfg, const char *cert, const char *key,
+                              const struct lmdm_app *app, char *errbuf, size_t errlen)
 {
     SSL_CTX *ctx = lmdm_tls_server_ctx(cert, key, errbuf, errlen);
-    if (ctx && strcmp(cfg->tls_client_auth, "off") != 0) lmdm_tls_request_client_cert(ctx, client_ca);
+    if (ctx && strcmp(cfg->tls_client_auth, "off") != 0) {
+        lmdm_tls_request_client_cert(ctx, NULL);
+        name_client_cas(ctx, app); /* the broker CA and every device_trusted_cas CA */
+    }
     return ctx;
 }
 
@@ -463,7 +476,7 @@ lmdm_server_t *lmdm_server_new(const lmdm_config_t *cfg, const char *config_path
     if (s->nworkers < 1) s->nworkers = 1;
 
     if (*cfg->listen_tls) {
-        s->tls_ctx = build_tls_ctx(cfg, cfg->tls_cert, cfg->tls_key, NULL, errbuf, errlen);
+        s->tls_ctx = build_tls_ctx(cfg, cfg->tls_cert, cfg->tls_key, NULL, errbuf, errlen); /* CAs: set_app */
         if (!s->tls_ctx) goto fail;
     }
 
@@ -499,11 +512,9 @@ fail:
 void lmdm_server_set_app(lmdm_server_t *s, const struct lmdm_app *app)
 {
     for (int i = 0; i < s->nworkers; i++) s->workers[i].app = app;
-    /* Name the broker CA in the TLS CertificateRequest. */
-    if (app && app->ca && s->tls_ctx && strcmp(s->cfg->tls_client_auth, "off") != 0) {
-        s->client_ca = lmdm_ca_cert(app->ca);
-        SSL_CTX_add_client_CA(s->tls_ctx, s->client_ca);
-    }
+    s->app = app;
+    /* Name the trusted device CAs in the TLS CertificateRequest. */
+    if (s->tls_ctx && strcmp(s->cfg->tls_client_auth, "off") != 0) name_client_cas(s->tls_ctx, app);
 }
 
 lmdm_worker_t *lmdm_server_worker(lmdm_server_t *s, int i)
@@ -543,7 +554,7 @@ static void reload(lmdm_server_t *s)
     if (lmdm_log_level_parse(fresh.log_level, &lvl) == 0 && lmdm_log_format_parse(s->cfg->log_format, &fmt) == 0)
         lmdm_log_setup(lvl, fmt);
     if (*s->cfg->listen_tls) {
-        SSL_CTX *ctx = build_tls_ctx(s->cfg, fresh.tls_cert, fresh.tls_key, s->client_ca, err, sizeof(err));
+        SSL_CTX *ctx = build_tls_ctx(s->cfg, fresh.tls_cert, fresh.tls_key, s->app, err, sizeof(err));
         if (!ctx) {
             lmdm_error("SIGHUP: TLS certificate not reloaded, keeping the current one: %s", err);
         } else {

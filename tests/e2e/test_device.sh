@@ -40,6 +40,10 @@ e2e_serve
 psqlq() { psql -qAt "$DB_CONNINFO" -c "$1"; }
 counts() { psqlq "SELECT (SELECT count(*) FROM devices) || '/' || (SELECT count(*) FROM channels) || '/' || (SELECT count(*) FROM commands) || '/' || (SELECT count(*) FROM commands WHERE result IS NOT NULL)"; }
 
+# The TLS handshake asks for a device certificate and names the broker CA.
+names=$(echo | timeout 5 openssl s_client -connect "127.0.0.1:$TLS_PORT" -servername localhost 2>/dev/null | sed -n '/Acceptable client certificate CA names/,/^[A-Z]/p')
+expect_contains "$names" "lmdm broker CA" "client certificate request names the broker CA"
+
 # ---- enrollment -------------------------------------------------------------
 "$SIM" enroll --url "$TLS_URL" --cacert "$CA" --dir "$T/dev1" >/dev/null
 UDID=$(jq -r .udid "$T/dev1/device.json" 2>/dev/null || sed -n 's/.*"udid": *"\([^"]*\)".*/\1/p' "$T/dev1/device.json")
