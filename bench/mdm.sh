@@ -296,7 +296,8 @@ queue_commands() { # queue_commands PER_DEVICE
                   (SELECT gen_random_uuid() AS id, d.id AS dev FROM generate_series(1, $1)) u"
 }
 
-declare -A RPS P50 P99 RT REQ ERR ANS
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+declare -A RPS P50 P99 RT REQ ERR ANS CPU
 for tr in $TRANSPORTS; do
     for mode in idle cycle; do
         if [ "$mode" = cycle ]; then
@@ -309,9 +310,17 @@ for tr in $TRANSPORTS; do
         fi
         say "$tr $mode: $DEVICES devices, $CONCURRENCY in flight, ${DURATION} s"
         stmt_reset
+        c0=$(ticks "$LMDM_PID")
+        n0=$(date +%s%N)
         js=$(fleet "$tr" "$mode" "$DURATION")
+        n1=$(date +%s%N)
+        c1=$(ticks "$LMDM_PID")
         calls=$(stmt_calls)
         k="$tr - $mode"
+        # lmdm's CPU use over the phase (setup included: loading the state
+        # file is short), 100 per fully busy thread.
+        CPU[$k]=$(awk -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v ns=$((n1 - n0)) \
+            'BEGIN { printf "%.0f", 100 * c / hz / (ns / 1e9) }')
         RPS[$k]=$(jq -r .rps <<<"$js")
         P50[$k]=$(jq -r .p50_ms <<<"$js")
         P99[$k]=$(jq -r .p99_ms <<<"$js")
@@ -357,12 +366,12 @@ MISSED=0
 echo
 echo "== lmdm-sim fleet: $DEVICES devices, $CONCURRENCY requests in flight, ${DURATION} s per phase;"
 echo "   lmdm: $WORKERS worker(s), db_pool_size $POOL; load average $(cut -d' ' -f1-3 /proc/loadavg) on $NCPU CPU(s)"
-printf '   %-11s %10s %9s %9s %10s %8s %10s\n' phase req/s p50_ms p99_ms "db rt/req" errors answered
+printf '   %-11s %10s %9s %9s %10s %8s %10s %9s\n' phase req/s p50_ms p99_ms "db rt/req" errors answered "lmdm CPU"
 for tr in $TRANSPORTS; do
     for mode in idle cycle; do
         k="$tr - $mode"
-        printf '   %-11s %10.0f %9.2f %9.2f %10s %8s %10s\n' "$tr $mode" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" \
-            "${RT[$k]}" "${ERR[$k]}" "${ANS[$k]}"
+        printf '   %-11s %10.0f %9.2f %9.2f %10s %8s %10s %8s%%\n' "$tr $mode" "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" \
+            "${RT[$k]}" "${ERR[$k]}" "${ANS[$k]}" "${CPU[$k]}"
     done
 done
 echo "   (results stored in the database, all cycle phases: $STORED)"
