@@ -254,12 +254,16 @@ static int cmd_serve(int argc, char **argv)
     } else {
         lmdm_warn("apns_auth = off: queued commands wake no device (they are fetched at the next poll)");
     }
-    for (int i = 0; lmdm_server_worker(srv, i); i++)
+    for (int i = 0; lmdm_server_worker(srv, i); i++) {
         lmdm_server_worker(srv, i)->seen = lmdm_seen_new(lmdm_server_worker(srv, i), 10000);
+        lmdm_server_worker(srv, i)->vcache = lmdm_verify_cache_new();
+    }
     rv = lmdm_server_run(srv);
     for (int i = 0; lmdm_server_worker(srv, i); i++) {
         lmdm_seen_free(lmdm_server_worker(srv, i)->seen);
         lmdm_server_worker(srv, i)->seen = NULL;
+        lmdm_verify_cache_free(lmdm_server_worker(srv, i)->vcache);
+        lmdm_server_worker(srv, i)->vcache = NULL;
     }
     lmdm_push_free(push);
     lmdm_apns_free(w0->apns);

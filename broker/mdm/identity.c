@@ -218,9 +218,66 @@ bad:
     return -1;
 }
 
+/* ---- verification memo ---- */
+
+#define VCACHE_SLOTS 4096 /* direct-mapped by the certificate's digest */
+
+typedef struct {
+    unsigned char md[32]; /* SHA-256 of the DER certificate */
+    time_t verified_at;
+    time_t not_after;
+    int used;
+} vslot_t;
+
+struct lmdm_verify_cache {
+    vslot_t slots[VCACHE_SLOTS];
+};
+
+lmdm_verify_cache_t *lmdm_verify_cache_new(void) { return lmdm_xcalloc(1, sizeof(lmdm_verify_cache_t)); }
+
+void lmdm_verify_cache_free(lmdm_verify_cache_t *c) { free(c); }
+
+static vslot_t *vslot(lmdm_verify_cache_t *c, X509 *cert, unsigned char md[32])
+{
+    unsigned int n = 0;
+    if (X509_digest(cert, EVP_sha256(), md, &n) != 1 || n != 32) {
+        ERR_clear_error();
+        return NULL;
+    }
+    return &c->slots[(md[0] | (md[1] << 8)) & (VCACHE_SLOTS - 1)];
+}
+
+int lmdm_trust_verify_cached(const lmdm_trust_t *t, lmdm_verify_cache_t *cache, X509 *cert, STACK_OF(X509) *chain,
+                             time_t now, char *reason, size_t reasonlen)
+{
+    unsigned char md[32];
+    vslot_t *slot = cache && cert ? vslot(cache, cert, md) : NULL;
+    if (slot && slot->used && memcmp(slot->md, md, 32) == 0 && now >= slot->verified_at &&
+        now - slot->verified_at < LMDM_VERIFY_CACHE_TTL && now < slot->not_after)
+        return 0;
+    int rv = lmdm_trust_verify(t, cert, chain, now, reason, reasonlen);
+    if (rv == 0 && slot) {
+        struct tm tm;
+        time_t not_after = now + LMDM_VERIFY_CACHE_TTL;
+        if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) == 1) not_after = timegm(&tm);
+        memcpy(slot->md, md, 32);
+        slot->verified_at = now;
+        slot->not_after = not_after;
+        slot->used = 1;
+    }
+    return rv;
+}
+
 int lmdm_trust_verify_mdm_signature(const lmdm_trust_t *t, const char *header, const void *body,
                                     size_t body_len, time_t now, X509 **signer, char *reason,
                                     size_t reasonlen)
+{
+    return lmdm_trust_verify_mdm_signature_cached(t, NULL, header, body, body_len, now, signer, reason, reasonlen);
+}
+
+int lmdm_trust_verify_mdm_signature_cached(const lmdm_trust_t *t, lmdm_verify_cache_t *cache, const char *header,
+                                           const void *body, size_t body_len, time_t now, X509 **signer,
+                                           char *reason, size_t reasonlen)
 {
     if (signer) *signer = NULL;
     if (!t || !signer || (!body && body_len) || body_len > INT32_MAX) {
@@ -298,7 +355,7 @@ int lmdm_trust_verify_mdm_signature(const lmdm_trust_t *t, const char *header, c
     }
     X509 *cert = sk_X509_value(signers, 0);
     char treason[64];
-    if (lmdm_trust_verify(t, cert, certs, now, treason, sizeof(treason)) != 0) {
+    if (lmdm_trust_verify_cached(t, cache, cert, certs, now, treason, sizeof(treason)) != 0) {
         set_reason(reason, reasonlen, treason);
         why = NULL;
         goto out;

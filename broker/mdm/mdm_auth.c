@@ -29,8 +29,8 @@ int lmdm_mdm_auth(const lmdm_http_req_t *req, time_t now, char fpr[LMDM_FINGERPR
     const char *sig = lmdm_http_req_header(req, "mdm-signature");
     if (sig) {
         X509 *signer = NULL;
-        if (lmdm_trust_verify_mdm_signature(app->trust, sig, req->body, req->body_len, now, &signer, why,
-                                            sizeof(why)) != 0) {
+        if (lmdm_trust_verify_mdm_signature_cached(app->trust, req->worker->vcache, sig, req->body, req->body_len,
+                                                   now, &signer, why, sizeof(why)) != 0) {
             snprintf(reason, reasonlen, "Mdm-Signature refused: %s", why);
             return 403;
         }
@@ -41,7 +41,8 @@ int lmdm_mdm_auth(const lmdm_http_req_t *req, time_t now, char fpr[LMDM_FINGERPR
     }
     X509 *peer = lmdm_http_req_peer_cert(req);
     if (peer) {
-        if (lmdm_trust_verify(app->trust, peer, lmdm_http_req_peer_chain(req), now, why, sizeof(why)) != 0) {
+        if (lmdm_trust_verify_cached(app->trust, req->worker->vcache, peer, lmdm_http_req_peer_chain(req), now, why,
+                                     sizeof(why)) != 0) {
             snprintf(reason, reasonlen, "client certificate refused: %s", why);
             return 403;
         }

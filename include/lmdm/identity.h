@@ -39,6 +39,27 @@ int lmdm_trust_verify_mdm_signature(const lmdm_trust_t *t, const char *header, c
                                     size_t body_len, time_t now, X509 **signer, char *reason,
                                     size_t reasonlen) LMDM_MUSTCHECK;
 
+/** A per-worker memo of certificates that passed lmdm_trust_verify recently, so a
+ * device polling every few seconds does not pay for a full chain verification
+ * on each request (the signature over each body is still checked every time).
+ * An entry is trusted for LMDM_VERIFY_CACHE_TTL seconds and never past the
+ * certificate's notAfter. Not thread-safe: one per worker thread. */
+typedef struct lmdm_verify_cache lmdm_verify_cache_t;
+#define LMDM_VERIFY_CACHE_TTL 300
+
+lmdm_verify_cache_t *lmdm_verify_cache_new(void);
+void lmdm_verify_cache_free(lmdm_verify_cache_t *c);
+
+/** lmdm_trust_verify_mdm_signature with a cache (may be NULL) for the signer's
+ * chain verification. */
+int lmdm_trust_verify_mdm_signature_cached(const lmdm_trust_t *t, lmdm_verify_cache_t *cache, const char *header,
+                                           const void *body, size_t body_len, time_t now, X509 **signer,
+                                           char *reason, size_t reasonlen) LMDM_MUSTCHECK;
+
+/** lmdm_trust_verify with a cache (may be NULL). */
+int lmdm_trust_verify_cached(const lmdm_trust_t *t, lmdm_verify_cache_t *cache, X509 *cert, STACK_OF(X509) *chain,
+                             time_t now, char *reason, size_t reasonlen) LMDM_MUSTCHECK;
+
 /** Parse an RFC 9440 Client-Cert header (a structured-field byte sequence,
  * ":<base64 DER>:"). Returns 0 and *out (caller frees) or LMDM_ERR_INVALID. */
 int lmdm_identity_parse_client_cert(const char *header, X509 **out) LMDM_MUSTCHECK;

@@ -31,6 +31,7 @@ struct lmdm_worker {
     const struct lmdm_app *app;/* shared read-only state (lmdm/app.h); may be NULL */
     struct lmdm_apns *apns;    /* this worker's APNs client; NULL when pushes are off */
     struct lmdm_seen *seen;    /* batched last-seen times (lmdm/seen.h); may be NULL */
+    struct lmdm_verify_cache *vcache; /* recently verified device certificates (identity.h); may be NULL */
     lmdm_worker_priv_t *priv;  /* connection layer state */
 };
 

@@ -574,6 +574,29 @@ static void test_threads(void)
     free(sig);
 }
 
+/* The verification memo: a hit skips only the chain check, never the expiry,
+ * never another certificate, and never a certificate that failed. */
+static void test_verify_cache(void)
+{
+    lmdm_verify_cache_t *c = lmdm_verify_cache_new();
+    char why[128];
+    CHECK_INT_EQ(lmdm_trust_verify_cached(trust_a, c, dev_a.cert, NULL, now, why, sizeof why), 0);
+    CHECK_INT_EQ(lmdm_trust_verify_cached(trust_a, c, dev_a.cert, NULL, now + 10, why, sizeof why), 0);
+    /* another CA's certificate is not let in by the memo */
+    CHECK(lmdm_trust_verify_cached(trust_a, c, dev_b.cert, NULL, now, why, sizeof why) != 0);
+    CHECK(lmdm_trust_verify_cached(trust_a, c, dev_b.cert, NULL, now, why, sizeof why) != 0);
+    /* far in the future (past notAfter and the TTL): verified afresh, and refused as expired */
+    time_t later = now + 3L * 365 * 24 * 3600;
+    CHECK(lmdm_trust_verify_cached(trust_a, c, dev_a.cert, NULL, later, why, sizeof why) != 0);
+    CHECK_STR_CONTAINS(why, "expired");
+    /* an expired certificate is never remembered */
+    ident_t old = hand_cert(ca_a_key, -30, -1, NULL, 1);
+    CHECK(lmdm_trust_verify_cached(trust_a, c, old.cert, NULL, now, why, sizeof why) != 0);
+    CHECK(lmdm_trust_verify_cached(trust_a, c, old.cert, NULL, now, why, sizeof why) != 0);
+    ident_free(&old);
+    lmdm_verify_cache_free(c);
+}
+
 int main(void)
 {
     const char *base = getenv("LMDM_TEST_OUT");
@@ -605,6 +628,7 @@ int main(void)
     RUN(test_client_cert);
     RUN(test_fingerprint);
     RUN(test_threads);
+    RUN(test_verify_cache);
     lmdm_trust_free(trust_a);
     ident_free(&dev_a);
     ident_free(&dev_b);
