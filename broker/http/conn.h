@@ -69,6 +69,9 @@ int conn_req_headers_done(lmdm_http_req_t *req, const char *target);
 int conn_req_body(lmdm_http_req_t *req, const char *data, size_t len) LMDM_MUSTCHECK;
 /* The request is complete: route it to its handler (or answer 404/405). */
 void conn_req_complete(lmdm_http_req_t *req);
+/* Answer a request the framing refuses (400 malformed, 408 too slow, 413 body
+ * too large, 431 headers too large) with the stable JSON error for that status. */
+void conn_req_refuse(lmdm_http_req_t *req, int status);
 /* Free a request whose response has been handed to the wire (or abandoned). */
 void conn_req_free(lmdm_http_req_t *req);
 /* The connection goes away while a handler still holds the request. */

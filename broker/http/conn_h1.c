@@ -168,16 +168,7 @@ static void answer_and_close(h1_t *h, int status)
     if (!r) r = h->req = conn_req_new(h->c, "HTTP/1.1");
     h->keep_alive = 0;
     h->in_flight = 1;
-    const char *code = status == 413 ? "body_too_large"
-                       : status == 431 ? "headers_too_large"
-                       : status == 408 ? "timeout"
-                                       : "bad_request";
-    const char *msg = status == 413 ? "request body larger than this route accepts"
-                      : status == 431 ? "request headers too large or too many"
-                      : status == 408 ? "request not completed in time"
-                                      : "malformed HTTP/1.1 request";
-    r->dispatched = 1;
-    lmdm_http_respond_error(r, status, code, msg);
+    conn_req_refuse(r, status);
 }
 
 static void h1_process(lmdm_conn_t *c)

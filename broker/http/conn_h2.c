@@ -94,14 +94,7 @@ static void submit(h2_t *h, h2_stream_t *st, lmdm_http_req_t *req)
 /* Answer a stream at once (limits, routing of a bad request) with an error. */
 static void answer_early(h2_t *h, h2_stream_t *st, int status)
 {
-    lmdm_http_req_t *req = st->req;
-    if (st->answered) return;
-    req->dispatched = 1;
-    const char *code = status == 413 ? "body_too_large" : status == 431 ? "headers_too_large" : "bad_request";
-    const char *msg = status == 413 ? "request body larger than this route accepts"
-                      : status == 431 ? "request headers too large or too many"
-                                      : "malformed HTTP/2 request";
-    lmdm_http_respond_error(req, status, code, msg);
+    if (!st->answered) conn_req_refuse(st->req, status);
 }
 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)

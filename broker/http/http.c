@@ -174,6 +174,17 @@ static void record(lmdm_http_req_t *req)
                     req->proto);
 }
 
+void conn_req_refuse(lmdm_http_req_t *req, int status)
+{
+    req->dispatched = 1;
+    switch (status) {
+    case 408: lmdm_http_respond_error(req, 408, "timeout", "request not completed in time"); break;
+    case 413: lmdm_http_respond_error(req, 413, "body_too_large", "request body larger than this route accepts"); break;
+    case 431: lmdm_http_respond_error(req, 431, "headers_too_large", "request headers too large or too many"); break;
+    default: lmdm_http_respond_error(req, 400, "bad_request", "malformed HTTP request"); break;
+    }
+}
+
 void lmdm_http_respond(lmdm_http_req_t *req, int status, const char *content_type, const void *body,
                        size_t len)
 {
