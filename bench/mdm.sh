@@ -133,49 +133,8 @@ T=""
 LMDM_PID=""
 PG_STARTED=0
 
-stop_pid() { # stop_pid PID: SIGTERM, then SIGKILL after 10 s
-    local pid=$1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-# shellcheck disable=SC2317 # trap handler
-cleanup() {
-    local rc=$?
-    trap - INT TERM
-    stop_pid "$LMDM_PID"
-    if [ "$PG_STARTED" -eq 1 ]; then
-        bash "$SRC/deploy/pg.sh" stop "$T/pg" >/dev/null || echo "$PROG: could not stop PostgreSQL in $T/pg" >&2
-    fi
-    case "$T" in
-        /tmp/lmdm-bench.??????) rm -rf "$T" ;;
-    esac
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-T=$(mktemp -d /tmp/lmdm-bench.XXXXXX)
-chmod 755 "$T"
-
-free_port() {
-    local p
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
-        fi
-    done
-    die "no free TCP port found"
-}
+# shellcheck source=bench/lib.sh
+. "$SRC/bench/lib.sh"
 
 # CPU pinning: lmdm on the first WORKERS CPUs, the clients (simulator,
 # pgbench) on the next one. PostgreSQL is not pinned: it serves both.

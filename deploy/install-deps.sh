@@ -36,8 +36,13 @@ fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1
+  # sudo only where it can work: a terminal to ask for a password, or none needed.
+  if command -v sudo >/dev/null 2>&1 && { [ -t 0 ] || sudo -n true 2>/dev/null; }; then
+    SUDO="sudo"
+  else
+    echo "install-deps: missing: ${missing[*]}" >&2
+    echo "install-deps: installing them needs root; run: sudo $0" >&2
+    exit 1
   fi
 fi
 echo "install-deps: installing ${missing[*]}"

@@ -74,20 +74,8 @@ IS_ROOT=0
 
 # ---------------------------------------------------------------- packages
 
-if ! "$SRC/deploy/install-deps.sh" --check >/dev/null 2>&1; then
-    missing=$("$SRC/deploy/install-deps.sh" --check 2>&1 || true)
-    if [ "$IS_ROOT" -eq 1 ]; then
-        say "installing missing packages"
-        "$SRC/deploy/install-deps.sh"
-    elif command -v sudo >/dev/null 2>&1 && { [ -t 0 ] || sudo -n true 2>/dev/null; }; then
-        say "installing missing packages with sudo ($missing)"
-        "$SRC/deploy/install-deps.sh"
-    else
-        die "$missing
-Install them first (needs root), then run $PROG again:
-  sudo $SRC/deploy/install-deps.sh"
-    fi
-fi
+# Installs only what is missing (via sudo when not root), or says what to run.
+"$SRC/deploy/install-deps.sh" || exit 1
 
 # ------------------------------------------------------------------- build
 

@@ -58,20 +58,8 @@ case "$JOBS" in '' | *[!0-9]* | 0) die "-j needs a positive number, not '$JOBS'"
 
 # ---------------------------------------------------------------- packages
 
-if ! "$SRC/deploy/install-deps.sh" --check >/dev/null 2>&1; then
-    missing=$("$SRC/deploy/install-deps.sh" --check 2>&1 || true)
-    if [ "$(id -u)" -eq 0 ]; then
-        echo "==> installing missing packages"
-        "$SRC/deploy/install-deps.sh"
-    elif command -v sudo >/dev/null 2>&1 && { [ -t 0 ] || sudo -n true 2>/dev/null; }; then
-        echo "==> installing missing packages with sudo ($missing)"
-        "$SRC/deploy/install-deps.sh"
-    else
-        die "$missing
-Install them first (needs root), then run $PROG again:
-  sudo $SRC/deploy/install-deps.sh"
-    fi
-fi
+# Installs only what is missing (via sudo when not root), or says what to run.
+"$SRC/deploy/install-deps.sh" || exit 1
 
 # ------------------------------------------------------------------- build
 
