@@ -44,7 +44,7 @@ typedef enum {
     T_STRING, /* char *, heap-allocated */
     T_INT,    /* int, plain number */
     T_SIZE,   /* size_t, bytes; k/M/G suffixes */
-    T_MSEC,   /* int, milliseconds; ms/s/m/h suffixes, bare number = seconds */
+    T_MSEC,   /* int, milliseconds; ms/s/m/h/d suffixes, bare number = seconds */
     T_SEC,    /* int, whole seconds; same syntax as T_MSEC */
 } cfg_type_t;
 
@@ -171,6 +171,21 @@ static const cfg_key_t keys[] = {
      .help = "certificate auth: PEM private key of apns_cert"},
     {.name = "apns_ca_file", STRING(apns_ca_file), .def_str = "",
      .help = "CA bundle that verifies the APNs server; \"\" = the system's"},
+    /* tenants */
+    {.name = "secret_key", STRING(secret_key), .def_str = "",
+     .help = "32-byte master secret made by `lmdm secret init` (mode 0600): API key and owner token "
+             "hashes, pseudonymous enrollment ids, the Ed25519 webhook signing key; the tenant API "
+             "answers 503 without it"},
+    {.name = "tenant_rate", INT(tenant_rate), .def = 50, .min = 1, .max = 1000000,
+     .help = "tenant API requests per second per tenant (token bucket); more get 429"},
+    {.name = "tenant_burst", INT(tenant_burst), .def = 200, .min = 1, .max = 1000000,
+     .help = "tenant API burst: requests a tenant may send at once before the rate applies"},
+    {.name = "invitation_ttl", SECS(invitation_ttl_s), .def = 7 * 24 * 3600, .min = 60, .max = 90 * 24 * 3600,
+     .help = "how long an invitation stays valid unless the tenant asks for less"},
+    {.name = "webhook_timeout", MSEC(webhook_timeout_ms), .def = 10 * MS_S, .min = 100, .max = 2 * MS_M,
+     .help = "one webhook delivery attempt (connect + answer)"},
+    {.name = "webhook_backoff_max", SECS(webhook_backoff_max_s), .def = 600, .min = 1, .max = 24 * 3600,
+     .help = "longest wait between two delivery attempts (backoff starts at 1 s and doubles)"},
 };
 
 #define NKEYS LMDM_ARRAY_LEN(keys)
@@ -438,7 +453,7 @@ typedef struct {
 } unit_t;
 
 static const unit_t size_units[] = {{"k", KIB}, {"K", KIB}, {"M", MIB}, {"G", GIB}};
-static const unit_t time_units[] = {{"ms", 1}, {"s", MS_S}, {"m", MS_M}, {"h", MS_H}};
+static const unit_t time_units[] = {{"ms", 1}, {"s", MS_S}, {"m", MS_M}, {"h", MS_H}, {"d", 24 * MS_H}};
 
 /* Parses an integer with an optional unit into the key's stored unit and
  * checks its bounds. Overflow is reported as out of range, never wrapped. */
@@ -481,7 +496,7 @@ static int parse_number(const parse_ctx_t *c, const cfg_key_t *k, const char *v,
             }
             if (i == nunits)
                 return perr(c, k, "unknown unit \"%.*s\" in \"%s\" (use %s)", (int)(ulen > 16 ? 16 : ulen), u,
-                            excerpt(v).s, k->type == T_SIZE ? "k, M or G" : "ms, s, m or h");
+                            excerpt(v).s, k->type == T_SIZE ? "k, M or G" : "ms, s, m, h or d");
             factor = units[i].factor;
         }
     }

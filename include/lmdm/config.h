@@ -60,6 +60,13 @@ typedef struct lmdm_config {
     char *apns_cert;         /* certificate auth: PEM client certificate */
     char *apns_cert_key;     /* certificate auth: PEM private key */
     char *apns_ca_file;      /* CA bundle to verify the APNs server; "" = system default */
+    /* tenants */
+    char *secret_key;        /* 32-byte master secret (`lmdm secret init`): key hashes, pseudonyms, signatures */
+    int tenant_rate;         /* tenant API requests per second per tenant (token bucket refill) */
+    int tenant_burst;        /* token bucket size */
+    int invitation_ttl_s;    /* default lifetime of an invitation */
+    int webhook_timeout_ms;  /* one webhook delivery attempt */
+    int webhook_backoff_max_s; /* longest wait between two attempts */
 } lmdm_config_t;
 
 /** Fill `cfg` with every default. Free with lmdm_config_clear(). */

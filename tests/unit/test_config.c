@@ -190,13 +190,13 @@ static void test_units(void)
                  "lmdm.conf:1: key \"db_retry_after\": 1500ms is not a whole number of seconds");
     /* bad units */
     EXPECT_ERROR("\nidle_timeout = 10sec",
-                 "lmdm.conf:2: key \"idle_timeout\": unknown unit \"sec\" in \"10sec\" (use ms, s, m or h)");
+                 "lmdm.conf:2: key \"idle_timeout\": unknown unit \"sec\" in \"10sec\" (use ms, s, m, h or d)");
     EXPECT_ERROR("max_body_size = 16kb",
                  "lmdm.conf:1: key \"max_body_size\": unknown unit \"kb\" in \"16kb\" (use k, M or G)");
     EXPECT_ERROR("max_body_size = 2m",
                  "lmdm.conf:1: key \"max_body_size\": unknown unit \"m\" in \"2m\" (use k, M or G)");
     EXPECT_ERROR("idle_timeout = 2M",
-                 "lmdm.conf:1: key \"idle_timeout\": unknown unit \"M\" in \"2M\" (use ms, s, m or h)");
+                 "lmdm.conf:1: key \"idle_timeout\": unknown unit \"M\" in \"2M\" (use ms, s, m, h or d)");
     /* a plain int takes no unit */
     EXPECT_ERROR("max_streams = 10k", "lmdm.conf:1: key \"max_streams\": trailing garbage \"k\" after the number");
     EXPECT_ERROR("idle_timeout = 1.5s", "lmdm.conf:1: key \"idle_timeout\": \"1.5s\": fractions are not "
@@ -623,7 +623,8 @@ static const char *const all_keys[] = {
     "public_url", "ca_cert", "ca_key", "device_trusted_cas", "tls_client_auth", "trusted_proxies",
     "enroll_identity", "scep_url", "scep_challenge", "scep_key_size", "enroll_org", "mdm_max_body",
     "apns_url", "apns_topic", "apns_auth", "apns_key_file", "apns_key_id", "apns_team_id",
-    "apns_cert", "apns_cert_key", "apns_ca_file",
+    "apns_cert", "apns_cert_key", "apns_ca_file", "secret_key", "tenant_rate", "tenant_burst",
+    "invitation_ttl", "webhook_timeout", "webhook_backoff_max",
 };
 
 static char *read_all(const char *path, size_t *len)
