@@ -12,6 +12,7 @@
 #include "lmdm/app.h"
 #include "lmdm/buf.h"
 #include "lmdm/ca.h"
+#include "lmdm/cli.h"
 #include "lmdm/config.h"
 #include "lmdm/mdm.h"
 #include "lmdm/mdm_endpoints.h"
@@ -24,8 +25,8 @@
 #include "lmdm/ops.h"
 #include "lmdm/router.h"
 #include "lmdm/server.h"
+#include "lmdm/tenant_api.h"
 
-#define DEFAULT_CONFIG "/etc/lmdm/lmdm.conf"
 
 static void usage(FILE *out)
 {
@@ -38,35 +39,18 @@ static void usage(FILE *out)
             "  config    check a config file or describe every setting\n"
             "  ca        create the broker CA (device identities, profile signing)\n"
             "  command   queue an MDM command for a device (operators and tests)\n"
+            "  tenant    add, list or disable tenant organizations\n"
+            "  key       issue, list or revoke tenant API keys\n"
+            "  secret    create the broker's master secret\n"
             "  version   print the version\n"
             "  help      this text\n"
             "\n"
             "Every command takes --help. The config file defaults to $LMDM_CONFIG, then %s;\n"
             "LMDM_DATABASE_URL overrides database_url.\n",
-            DEFAULT_CONFIG);
+            LMDM_DEFAULT_CONFIG);
 }
 
-/* Load the config named by --config, $LMDM_CONFIG or the default path. A
- * missing default file means "all defaults"; a named file must exist. */
-static int load_config(lmdm_config_t *cfg, const char **path)
-{
-    char err[1024];
-    lmdm_config_defaults(cfg);
-    int explicit_path = *path != NULL;
-    if (!*path) *path = getenv("LMDM_CONFIG");
-    if (*path) explicit_path = 1;
-    else *path = DEFAULT_CONFIG;
-    if (!explicit_path && access(*path, F_OK) != 0) {
-        *path = NULL;
-        lmdm_config_apply_env(cfg);
-        return 0;
-    }
-    if (lmdm_config_load(cfg, *path, err, sizeof(err)) != 0) {
-        fprintf(stderr, "lmdm: %s\n", err);
-        return -1;
-    }
-    return 0;
-}
+static int load_config(lmdm_config_t *cfg, const char **path) { return lmdm_cli_load_config(cfg, path); }
 
 static int setup_logging(const lmdm_config_t *cfg)
 {
@@ -151,6 +135,18 @@ static int build_app(lmdm_app_t *app, const lmdm_config_t *cfg)
     } else {
         lmdm_warn("no broker CA (ca_cert/ca_key): the device endpoints answer 503; run `lmdm ca init`");
     }
+    if (*cfg->secret_key) {
+        static lmdm_secrets_t secrets;
+        if (lmdm_secrets_load(cfg->secret_key, &secrets, err, sizeof(err)) != 0) {
+            lmdm_error("secret_key: %s", err);
+            return -1;
+        }
+        app->secrets = &secrets;
+    } else {
+        lmdm_warn("no secret_key: the tenant API and owner pages answer 503; run `lmdm secret init`");
+    }
+    app->ratelimit = lmdm_ratelimit_new(cfg->tenant_rate, cfg->tenant_burst);
+    if (!app->ratelimit) return -1;
     char list[1024];
     snprintf(list, sizeof(list), "%s", cfg->trusted_proxies);
     for (char *save = NULL, *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
@@ -170,6 +166,8 @@ static int build_app(lmdm_app_t *app, const lmdm_config_t *cfg)
 
 static void free_app(lmdm_app_t *app)
 {
+    lmdm_ratelimit_free(app->ratelimit);
+    if (app->secrets) lmdm_secrets_clear((lmdm_secrets_t *)app->secrets);
     lmdm_trust_free(app->trust);
     lmdm_ca_free(app->ca);
 }
@@ -225,7 +223,8 @@ static int cmd_serve(int argc, char **argv)
     lmdm_app_t app = {.cfg = &cfg};
     if (build_app(&app, &cfg) != 0) goto fail;
     lmdm_router_t *router = lmdm_router_new();
-    if (lmdm_ops_routes(router) != 0 || lmdm_mdm_routes(router, &cfg) != 0) {
+    if (lmdm_ops_routes(router) != 0 || lmdm_mdm_routes(router, &cfg) != 0 ||
+        lmdm_tenant_routes(router, &cfg) != 0) {
         lmdm_error("route table overflow");
         lmdm_router_free(router);
         goto fail;
@@ -482,6 +481,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "config") == 0) return cmd_config(argc - 1, argv + 1);
     if (strcmp(cmd, "ca") == 0) return cmd_ca(argc - 1, argv + 1);
     if (strcmp(cmd, "command") == 0) return cmd_command(argc - 1, argv + 1);
+    if (strcmp(cmd, "tenant") == 0) return lmdm_cli_tenant(argc - 1, argv + 1);
+    if (strcmp(cmd, "key") == 0) return lmdm_cli_key(argc - 1, argv + 1);
+    if (strcmp(cmd, "secret") == 0) return lmdm_cli_secret(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("lmdm %s\n", LMDM_VERSION);
         return 0;

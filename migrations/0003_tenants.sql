@@ -44,6 +44,7 @@ CREATE INDEX owner_tokens_fpr ON owner_tokens (cert_fpr);
 -- for, shown on the consent page.
 CREATE TABLE invitations (
     id          bigserial PRIMARY KEY,
+    public_id   uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),  -- the id the tenant sees
     tenant_id   bigint NOT NULL REFERENCES tenants (id),
     code_hash   text NOT NULL UNIQUE CHECK (code_hash ~ '^[0-9a-f]{64}$'),
     note        text NOT NULL DEFAULT '' CHECK (length(note) <= 500),
@@ -84,7 +85,9 @@ ALTER TABLE commands
     ADD COLUMN api_id uuid UNIQUE,
     ADD COLUMN no_push boolean NOT NULL DEFAULT false;
 CREATE INDEX commands_enrollment ON commands (enrollment_id, id) WHERE enrollment_id IS NOT NULL;
-CREATE UNIQUE INDEX commands_tenant_uuid ON commands (tenant_id, tenant_command_uuid)
+-- A tenant's CommandUUID is unique per enrollment (NanoMDM-style enqueue
+-- sends one command, one UUID, to several devices).
+CREATE UNIQUE INDEX commands_tenant_uuid ON commands (enrollment_id, tenant_command_uuid)
     WHERE tenant_id <> 0 AND tenant_command_uuid IS NOT NULL;
 
 CREATE OR REPLACE FUNCTION commands_notify() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -108,6 +111,7 @@ END $$;
 -- the tenant then).
 CREATE TABLE outbox (
     id              bigserial PRIMARY KEY,
+    event_uuid      uuid NOT NULL DEFAULT gen_random_uuid(),  -- the id the tenant sees
     tenant_id       bigint NOT NULL REFERENCES tenants (id),
     enrollment_id   bigint REFERENCES enrollments (id),
     event           text NOT NULL CHECK (event IN ('enrollment.accepted', 'enrollment.removed',
@@ -128,6 +132,11 @@ BEGIN
     RETURN NULL;
 END $$;
 CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION outbox_notify();
+
+-- A time as the API writes it: RFC 3339, UTC, whole seconds.
+CREATE FUNCTION lmdm_ts(t timestamptz) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;
 
 -- A string as plist <string> content.
 CREATE FUNCTION plist_escape(s text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
@@ -265,7 +274,7 @@ BEGIN
         SET state = 'active', rules = EXCLUDED.rules, accepted_at = now(), ended_at = NULL, ended_by = NULL
     RETURNING id INTO enrollment_id;
     INSERT INTO outbox (tenant_id, enrollment_id, event, data)
-    VALUES (inv.tenant_id, enrollment_id, 'enrollment.accepted', jsonb_build_object('invitation_id', inv.id));
+    VALUES (inv.tenant_id, enrollment_id, 'enrollment.accepted', jsonb_build_object('invitation_id', inv.public_id));
     code := 'ok';
 END $$;
 
@@ -307,11 +316,13 @@ END $$;
 
 -- A tenant command. Codes: 'ok', 'not_found' (no such enrollment of this
 -- tenant), 'gone' (removed or checked out), 'unreachable' (no device
--- channel), 'duplicate' (the tenant reused one of its CommandUUIDs).
+-- channel), 'duplicate' (the tenant reused a CommandUUID on this enrollment),
+-- 'not_owned' (p_entity_op 'own': the entity is not this tenant's on this
+-- device), 'owned_by_other' (p_entity_op 'add': another tenant installed it).
 CREATE FUNCTION tenant_enqueue(p_tenant bigint, p_pseudonym text, p_api_id uuid, p_uuid uuid,
                                p_tenant_uuid text, p_request_type text, p_payload text,
-                               p_entity_kind text, p_entity text, p_no_push boolean,
-                               OUT code text, OUT created_at timestamptz)
+                               p_entity_kind text, p_entity text, p_entity_op text, p_no_push boolean,
+                               OUT code text, OUT created_at text)
 LANGUAGE plpgsql AS $$
 DECLARE
     e enrollments%ROWTYPE;
@@ -323,16 +334,23 @@ BEGIN
     SELECT c.id INTO ch_id FROM channels c JOIN devices d ON d.id = c.device_id
      WHERE c.device_id = e.device_id AND c.user_key = '' AND d.state = 'enrolled';
     IF ch_id IS NULL THEN code := 'unreachable'; RETURN; END IF;
-    PERFORM 1 FROM commands WHERE tenant_id = p_tenant AND tenant_command_uuid = p_tenant_uuid;
+    PERFORM 1 FROM commands WHERE enrollment_id = e.id AND tenant_command_uuid = p_tenant_uuid;
     IF FOUND THEN code := 'duplicate'; RETURN; END IF;
-    INSERT INTO commands (channel_id, tenant_id, command_uuid, tenant_command_uuid, request_type, payload,
-                          enrollment_id, api_id, no_push)
-    VALUES (ch_id, p_tenant, p_uuid, p_tenant_uuid, p_request_type, p_payload, e.id, p_api_id, p_no_push)
-    RETURNING commands.created_at INTO created_at;
-    IF p_entity_kind IS NOT NULL THEN
+    IF p_entity_op = 'own' THEN
+        PERFORM 1 FROM entities WHERE enrollment_id = e.id AND kind = p_entity_kind AND identifier = p_entity;
+        IF NOT FOUND THEN code := 'not_owned'; RETURN; END IF;
+    ELSIF p_entity_op = 'add' THEN
+        PERFORM 1 FROM entities x JOIN enrollments o ON o.id = x.enrollment_id
+         WHERE o.device_id = e.device_id AND o.id <> e.id AND o.state = 'active'
+           AND x.kind = p_entity_kind AND x.identifier = p_entity;
+        IF FOUND THEN code := 'owned_by_other'; RETURN; END IF;
         INSERT INTO entities (enrollment_id, kind, identifier) VALUES (e.id, p_entity_kind, p_entity)
         ON CONFLICT DO NOTHING;
     END IF;
+    INSERT INTO commands (channel_id, tenant_id, command_uuid, tenant_command_uuid, request_type, payload,
+                          enrollment_id, api_id, no_push)
+    VALUES (ch_id, p_tenant, p_uuid, p_tenant_uuid, p_request_type, p_payload, e.id, p_api_id, p_no_push)
+    RETURNING lmdm_ts(commands.created_at) INTO created_at;
     code := 'ok';
 END $$;
 
@@ -347,4 +365,95 @@ BEGIN
     IF st NOT IN ('queued', 'notnow') THEN RETURN 'too_late'; END IF;
     UPDATE commands SET state = 'cancelled', answered_at = now() WHERE api_id = p_api_id;
     RETURN 'ok';
+END $$;
+
+-- A new invitation (expired ones older than a day are swept on the way).
+CREATE FUNCTION invitation_create(p_tenant bigint, p_code_hash text, p_note text, p_rules jsonb, p_ttl_s integer,
+                                  OUT public_id uuid, OUT expires_at text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    exp timestamptz := now() + make_interval(secs => p_ttl_s);
+BEGIN
+    DELETE FROM invitations WHERE invitations.expires_at < now() - interval '1 day';
+    INSERT INTO invitations (tenant_id, code_hash, note, rules, expires_at)
+    VALUES (p_tenant, p_code_hash, p_note, p_rules, exp)
+    RETURNING invitations.public_id INTO public_id;
+    expires_at := lmdm_ts(exp);
+END $$;
+
+-- What a tenant may know of its enrollment: never a device identifier.
+CREATE FUNCTION enrollment_json(e enrollments, d devices) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', e.pseudonym,
+        'state', e.state,
+        'accepted_at', lmdm_ts(e.accepted_at),
+        'ended_at', lmdm_ts(e.ended_at),
+        'ended_by', e.ended_by,
+        'enrollment_type', d.enrollment_type,
+        'os_version', d.info ->> 'OSVersion',
+        'build_version', d.info ->> 'BuildVersion',
+        'model', d.info ->> 'ProductName')
+$$;
+
+CREATE FUNCTION tenant_enrollments(p_tenant bigint, p_after text, p_limit integer) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_agg(x.j ORDER BY x.p), '[]')::text
+      FROM (SELECT enrollment_json(e, d) AS j, e.pseudonym AS p
+              FROM enrollments e JOIN devices d ON d.id = e.device_id
+             WHERE e.tenant_id = p_tenant AND e.pseudonym > coalesce(p_after, '')
+             ORDER BY e.pseudonym LIMIT p_limit) x
+$$;
+
+CREATE FUNCTION tenant_enrollment(p_tenant bigint, p_pseudonym text, OUT state text, OUT body text)
+LANGUAGE sql STABLE AS $$
+    SELECT e.state, enrollment_json(e, d)::text FROM enrollments e JOIN devices d ON d.id = e.device_id
+     WHERE e.tenant_id = p_tenant AND e.pseudonym = p_pseudonym
+$$;
+
+-- A tenant's commands (one by api id, or an enrollment's, newest first),
+-- with the device's raw answer for the broker to filter.
+CREATE FUNCTION command_json(c commands, e enrollments) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', c.api_id,
+        'enrollment_id', e.pseudonym,
+        'command_uuid', c.tenant_command_uuid,
+        'request_type', c.request_type,
+        'state', c.state,
+        'status', CASE c.state WHEN 'acknowledged' THEN 'Acknowledged' WHEN 'error' THEN 'Error'
+                               WHEN 'format_error' THEN 'CommandFormatError' WHEN 'notnow' THEN 'NotNow' END,
+        'created_at', lmdm_ts(c.created_at),
+        'sent_at', lmdm_ts(c.sent_at),
+        'answered_at', lmdm_ts(c.answered_at))
+$$;
+
+CREATE FUNCTION tenant_commands(p_tenant bigint, p_api_id uuid, p_pseudonym text, p_before uuid, p_limit integer,
+                                OUT body text, OUT request_type text, OUT tenant_uuid text, OUT result text)
+RETURNS SETOF record LANGUAGE sql STABLE AS $$
+    SELECT command_json(c, e)::text, c.request_type, c.tenant_command_uuid, c.result
+      FROM commands c JOIN enrollments e ON e.id = c.enrollment_id
+     WHERE c.tenant_id = p_tenant AND e.tenant_id = p_tenant
+       AND (p_api_id IS NULL OR c.api_id = p_api_id)
+       AND (p_pseudonym IS NULL OR e.pseudonym = p_pseudonym)
+       AND (p_before IS NULL OR c.id < (SELECT id FROM commands WHERE api_id = p_before AND tenant_id = p_tenant))
+     ORDER BY c.id DESC
+     LIMIT p_limit
+$$;
+
+-- API key lookup: the caller compares key_hash in constant time.
+CREATE FUNCTION api_key_get(p_id text, OUT tenant_id bigint, OUT role text, OUT key_hash text,
+                            OUT revoked boolean, OUT tenant_active boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT k.tenant_id, k.role, k.key_hash, k.revoked_at IS NOT NULL, coalesce(t.state = 'active', true)
+      FROM api_keys k LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.id = p_id
+$$;
+
+-- The tenant leaves a device by itself (DELETE /v1/enrollments/{id}).
+-- Codes: 'ok', 'not_found', 'not_active'.
+CREATE FUNCTION tenant_leave(p_tenant bigint, p_pseudonym text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    eid bigint;
+BEGIN
+    SELECT id INTO eid FROM enrollments WHERE tenant_id = p_tenant AND pseudonym = p_pseudonym;
+    IF eid IS NULL THEN RETURN 'not_found'; END IF;
+    RETURN enrollment_remove(eid, 'tenant');
 END $$;

@@ -322,21 +322,6 @@ static void connect_done(void *arg, int err, PGresult *res)
     lmdm_http_respond(x->req, 200, "application/xml", PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
 }
 
-/* Valid UTF-8 (PostgreSQL text refuses anything else). */
-static int utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (!len || i + len > n) return 0;
-        for (size_t k = 1; k < len; k++)
-            if ((s[i + k] & 0xc0) != 0x80) return 0;
-        i += len;
-    }
-    return 1;
-}
-
 static void connect(lmdm_http_req_t *req)
 {
     const char *ct = lmdm_http_req_header(req, "content-type");
@@ -353,7 +338,7 @@ static void connect(lmdm_http_req_t *req)
         lmdm_http_respond_error(req, 400, "bad_command_response", err);
         return;
     }
-    if (!utf8_ok((const unsigned char *)req->body, req->body_len)) {
+    if (!lmdm_utf8_valid(req->body, req->body_len)) {
         lmdm_http_respond_error(req, 400, "bad_command_response", "body is not valid UTF-8");
         return;
     }

@@ -102,7 +102,7 @@ static int precheck(const char *body, size_t len, char *err, size_t errlen)
     return 0;
 }
 
-static plist_t parse_dict(const char *body, size_t len, char *err, size_t errlen)
+void *lmdm_mdm_plist_parse(const char *body, size_t len, char *err, size_t errlen)
 {
     if (precheck(body, len, err, errlen) != 0) return NULL;
     if (len > UINT32_MAX) {
@@ -245,7 +245,7 @@ int lmdm_checkin_parse(const char *body, size_t len, lmdm_arena_t *arena, lmdm_c
 {
     int rv = 0;
     memset(out, 0, sizeof(*out));
-    plist_t d = parse_dict(body, len, err, errlen);
+    plist_t d = lmdm_mdm_plist_parse(body, len, err, errlen);
     if (!d) return LMDM_ERR_INVALID;
     const char *mt = NULL;
     if ((rv = get_str(d, "MessageType", arena, &mt, err, errlen))) goto out;
@@ -311,7 +311,7 @@ int lmdm_connect_parse(const char *body, size_t len, lmdm_arena_t *arena, lmdm_c
 {
     int rv = 0;
     memset(out, 0, sizeof(*out));
-    plist_t d = parse_dict(body, len, err, errlen);
+    plist_t d = lmdm_mdm_plist_parse(body, len, err, errlen);
     if (!d) return LMDM_ERR_INVALID;
     const char *st = NULL, *uuid = NULL;
     if ((rv = get_str(d, "Status", arena, &st, err, errlen))) goto out;
@@ -338,7 +338,7 @@ int lmdm_command_wrap(const char *command_xml, size_t len, const char *command_u
                       lmdm_buf_t *out, const char **request_type, char *err, size_t errlen)
 {
     int rv = 0;
-    plist_t cmd = parse_dict(command_xml, len, err, errlen);
+    plist_t cmd = lmdm_mdm_plist_parse(command_xml, len, err, errlen);
     if (!cmd) return LMDM_ERR_INVALID;
     plist_t root = NULL;
     const char *rt = NULL;

@@ -7,6 +7,8 @@
 #include "lmdm/ca.h"
 #include "lmdm/config.h"
 #include "lmdm/identity.h"
+#include "lmdm/ratelimit.h"
+#include "lmdm/secrets.h"
 
 #define LMDM_MAX_TRUSTED_PROXIES 16
 
@@ -16,6 +18,8 @@ typedef struct lmdm_app {
     lmdm_trust_t *trust;  /* NULL without a CA: device endpoints answer 503 */
     char trusted_proxies[LMDM_MAX_TRUSTED_PROXIES][64]; /* numeric addresses */
     int ntrusted_proxies;
+    const lmdm_secrets_t *secrets; /* NULL without secret_key: the tenant API and owner pages answer 503 */
+    lmdm_ratelimit_t *ratelimit;   /* per-tenant token buckets of the tenant API */
 } lmdm_app_t;
 
 #endif

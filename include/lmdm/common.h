@@ -39,4 +39,10 @@ void *lmdm_xcalloc(size_t n, size_t size);
 void *lmdm_xrealloc(void *p, size_t n);
 char *lmdm_xstrdup(const char *s);
 
+/** 1 if p[0..n) is valid UTF-8 (PostgreSQL text accepts nothing else). */
+int lmdm_utf8_valid(const void *p, size_t n);
+
+/** A random (version 4) UUID, lower case. */
+int lmdm_uuid_v4(char out[37]) LMDM_MUSTCHECK;
+
 #endif

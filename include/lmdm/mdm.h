@@ -102,4 +102,9 @@ int lmdm_uuid_canon(const char *in, char out[37]) LMDM_MUSTCHECK;
 int lmdm_command_wrap(const char *command_xml, size_t len, const char *command_uuid, lmdm_arena_t *arena,
                       lmdm_buf_t *out, const char **request_type, char *err, size_t errlen) LMDM_MUSTCHECK;
 
+/** Parse an untrusted XML plist whose top level must be a dictionary, with
+ * the nesting limit checked before libplist sees it. Returns a plist_t the
+ * caller frees with plist_free(), or NULL with the reason in err. */
+void *lmdm_mdm_plist_parse(const char *body, size_t len, char *err, size_t errlen);
+
 #endif

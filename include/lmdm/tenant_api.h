@@ -1,0 +1,46 @@
+/* The tenant API (/v1): routes, and the authentication step every tenant
+ * request goes through first. */
+#ifndef LMDM_TENANT_API_H
+#define LMDM_TENANT_API_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "lmdm/config.h"
+#include "lmdm/http.h"
+#include "lmdm/router.h"
+#include "lmdm/secrets.h"
+#include "lmdm/tenant_command.h"
+
+/* Per-request state of a tenant API call (request arena). */
+typedef struct lmdm_tenant_ctx {
+    lmdm_http_req_t *req;
+    int64_t tenant_id;         /* 0 for the operator's global auditor key */
+    char tenant[24];           /* tenant_id as a query parameter */
+    char key_id[13];
+    const char *role;          /* "admin" | "auditor" */
+    const char *need_role;
+    void (*next)(struct lmdm_tenant_ctx *);
+    /* handler state */
+    int limit;
+    const char *cursor;
+    char code[64];
+    char api_id[37], broker_uuid[37];
+    lmdm_tenant_command_t cmd;
+    int no_push;
+    const char **nano_ids;
+    int nano_n, nano_i;
+    json_t *nano_status;
+} lmdm_tenant_ctx_t;
+
+/** Authenticate a tenant API request (Authorization: Bearer <key>, or Basic
+ * with the key as password for NanoMDM-style clients), check the role and the
+ * tenant's rate limit, then call next(ctx). Refusals: 401 missing, unknown,
+ * revoked key or disabled tenant; 403 wrong role; 429 over the rate limit;
+ * 503 without a configured secret_key. */
+void lmdm_tenant_begin(lmdm_http_req_t *req, const char *need_role, void (*next)(lmdm_tenant_ctx_t *));
+
+/** Add the /v1 routes. */
+int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg);
+
+#endif

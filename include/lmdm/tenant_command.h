@@ -1,0 +1,42 @@
+/* A tenant's command as posted to POST /v1/enrollments/{id}/commands (or the
+ * NanoMDM-style enqueue endpoint), turned into the plist the device receives.
+ *
+ * Accepted bodies:
+ *   application/x-apple-aspen-mdm, application/xml, text/xml: Apple's command
+ *     plist exactly as an MDM sends it ({CommandUUID, Command: {RequestType,
+ *     ...}}), or the Command dictionary alone;
+ *   application/json: the same fields as JSON ({"CommandUUID": "...",
+ *     "Command": {"RequestType": ...}}); a <data> value is written
+ *     {"$data": "<base64>"}, a <date> {"$date": "<RFC 3339>"}.
+ * The device never sees the tenant's CommandUUID: the plist carries the
+ * broker's. Pure apart from allocation: no I/O. */
+#ifndef LMDM_TENANT_COMMAND_H
+#define LMDM_TENANT_COMMAND_H
+
+#include <stddef.h>
+
+#include "lmdm/arena.h"
+#include "lmdm/common.h"
+
+#define LMDM_TENANT_UUID_MAX 128
+
+typedef struct lmdm_tenant_command {
+    const char *request_type;
+    const char *tenant_uuid;  /* the tenant's CommandUUID, or NULL */
+    /* The tenant entity this command installs ("add") or acts on ("own"):
+     * kind "app" (bundle id) or "profile" (PayloadIdentifier); NULL if none. */
+    const char *entity_kind;
+    const char *entity;
+    const char *entity_op;
+    const char *payload;      /* XML plist for the device, NUL-terminated (arena) */
+    size_t payload_len;
+    const char *error_code;   /* set on failure: a stable code for the API's error body */
+} lmdm_tenant_command_t;
+
+/** Parse and rebuild a tenant command. Returns 0, or LMDM_ERR_INVALID with
+ * out->error_code and a human message in err. */
+int lmdm_tenant_command_parse(const char *content_type, const char *body, size_t len, const char *broker_uuid,
+                              lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
+                              size_t errlen) LMDM_MUSTCHECK;
+
+#endif

@@ -1,0 +1,687 @@
+/* The tenant API under /v1 (JSON, both HTTP framings): invitations,
+ * enrollments, commands and their results, the webhook setting, the public
+ * signing key. Every answer about a device names it only by the tenant's
+ * pseudonymous enrollment id. An enrollment or command of another tenant, or
+ * one that does not exist, gets the same 404.
+ *
+ * Every handler is a short chain of asynchronous steps: authenticate
+ * (tenant_auth.c), then one or two database calls, then the answer. */
+#include "lmdm/tenant_api.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmdm/app.h"
+#include "lmdm/db.h"
+#include "lmdm/log.h"
+#include "lmdm/mdm.h"
+#include "lmdm/policy.h"
+#include "lmdm/server.h"
+#include "lmdm/tenant_command.h"
+#include "lmdm/tenant_result.h"
+
+#define PAGE_DEFAULT 50
+#define PAGE_MAX 200
+#define NANOMDM_MAX_IDS 100
+
+static const lmdm_db_stmt_t st_enrollments = {"t_enrollments", "SELECT tenant_enrollments($1, $2, $3)", 3};
+static const lmdm_db_stmt_t st_enrollment = {"t_enrollment",
+                                             "SELECT state, body FROM tenant_enrollment($1, $2)", 2};
+static const lmdm_db_stmt_t st_leave = {"t_leave", "SELECT tenant_leave($1, $2)", 2};
+static const lmdm_db_stmt_t st_enqueue = {
+    "t_enqueue",
+    "SELECT code, created_at FROM tenant_enqueue($1, $2, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11::boolean)",
+    11};
+static const lmdm_db_stmt_t st_commands = {
+    "t_commands",
+    "SELECT body, request_type, tenant_uuid, result FROM tenant_commands($1, $2::uuid, $3, $4::uuid, $5)", 5};
+static const lmdm_db_stmt_t st_cancel = {"t_cancel", "SELECT tenant_cancel($1, $2::uuid)", 2};
+static const lmdm_db_stmt_t st_invite = {
+    "t_invite", "SELECT public_id, expires_at FROM invitation_create($1, $2, $3, $4::jsonb, $5)", 5};
+static const lmdm_db_stmt_t st_webhook_set = {
+    "t_webhook_set", "UPDATE tenants SET webhook_url = $2, webhook_format = coalesce($3, webhook_format) WHERE id = $1",
+    3};
+static const lmdm_db_stmt_t st_webhook_get = {
+    "t_webhook_get",
+    "SELECT webhook_url, webhook_format, (SELECT count(*) FROM outbox o WHERE o.tenant_id = t.id AND "
+    "o.delivered_at IS NULL), (SELECT lmdm_ts(min(created_at)) FROM outbox o WHERE o.tenant_id = t.id AND "
+    "o.delivered_at IS NULL) FROM tenants t WHERE id = $1",
+    1};
+
+/* ---- small helpers ---- */
+
+static void respond_json(lmdm_http_req_t *req, int status, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(j);
+    if (!s) {
+        lmdm_http_respond_error(req, 500, "internal", "cannot encode the answer");
+        return;
+    }
+    lmdm_http_respond(req, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+static void not_found(lmdm_http_req_t *req, const char *what)
+{
+    char msg[96];
+    snprintf(msg, sizeof(msg), "no such %s", what);
+    lmdm_http_respond_error(req, 404, "not_found", msg);
+}
+
+/* A database failure: 503 while it is away, 500 on a server error. */
+static int db_failed(lmdm_tenant_ctx_t *t, int err, PGresult *res)
+{
+    if (!err) return 0;
+    if (err == LMDM_ERR_DB) {
+        lmdm_error("tenant %lld: %s: %s", (long long)t->tenant_id, t->req->route->name,
+                   res ? PQresultErrorMessage(res) : "?");
+        lmdm_http_respond_error(t->req, 500, "internal", "database error");
+    } else {
+        lmdm_http_respond_unavailable(t->req);
+    }
+    return 1;
+}
+
+static void run(lmdm_tenant_ctx_t *t, const lmdm_db_stmt_t *st, const char *const *p, lmdm_db_result_cb cb)
+{
+    if (lmdm_db_query(t->req->worker->db, st, st->nparams, p, cb, t) != 0) lmdm_http_respond_unavailable(t->req);
+}
+
+/* Query parameter `name` (no decoding: the values used here are ids and
+ * numbers), or NULL. */
+static const char *query_param(lmdm_http_req_t *req, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *q = req->query; q && *q;) {
+        const char *amp = strchr(q, '&');
+        size_t len = amp ? (size_t)(amp - q) : strlen(q);
+        if (len > n && strncmp(q, name, n) == 0 && q[n] == '=') {
+            char *v = lmdm_arena_alloc(req->arena, len - n);
+            memcpy(v, q + n + 1, len - n - 1);
+            v[len - n - 1] = '\0';
+            return v;
+        }
+        if (len == n && strncmp(q, name, n) == 0) return "";
+        q = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* ?limit=N within 1..PAGE_MAX; -1 (and a 400 sent) when malformed. */
+static int page_limit(lmdm_http_req_t *req)
+{
+    const char *s = query_param(req, "limit");
+    if (!s) return PAGE_DEFAULT;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > PAGE_MAX) {
+        lmdm_http_respond_error(req, 400, "bad_parameter", "limit must be a number from 1 to 200");
+        return -1;
+    }
+    return (int)v;
+}
+
+static int is_pseudonym(const char *s)
+{
+    if (!s || strlen(s) != LMDM_PSEUDONYM_LEN || s[0] != 'e') return 0;
+    for (const char *p = s + 1; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '2' && *p <= '7'))) return 0;
+    return 1;
+}
+
+static const char *canon_uuid(lmdm_http_req_t *req, const char *s)
+{
+    char c[37];
+    if (!s || lmdm_uuid_canon(s, c) != 0) return NULL;
+    return lmdm_arena_strdup(req->arena, c);
+}
+
+static json_t *parse_json_body(lmdm_http_req_t *req, int allow_empty)
+{
+    if (req->body_len == 0 && allow_empty) return json_object();
+    json_error_t jerr;
+    json_t *j = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!j || !json_is_object(j)) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "body is not a JSON object%s%s", j ? "" : ": ", j ? "" : jerr.text);
+        json_decref(j);
+        lmdm_http_respond_error(req, 400, "bad_json", msg);
+        return NULL;
+    }
+    return j;
+}
+
+/* ---- GET /v1/keys (public) ---- */
+
+static void get_keys(lmdm_http_req_t *req)
+{
+    const lmdm_secrets_t *sec = req->worker->app ? req->worker->app->secrets : NULL;
+    if (!sec) {
+        lmdm_http_respond_error(req, 503, "not_configured", "the broker has no secret_key configured");
+        return;
+    }
+    char pk[45];
+    lmdm_secrets_public_b64(sec, pk);
+    respond_json(req, 200,
+                 json_pack("{s:[{s:s,s:s,s:s}]}", "keys", "alg", "Ed25519", "use", "webhook", "public_key", pk));
+}
+
+/* ---- POST /v1/invitations ---- */
+
+static void invite_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    const char *base = t->req->worker->config->public_url;
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/') blen--;
+    char url[1024];
+    snprintf(url, sizeof(url), "%.*s/invite/%s", (int)blen, base, t->code);
+    respond_json(t->req, 201,
+                 json_pack("{s:s,s:s,s:s,s:s}", "id", PQgetvalue(res, 0, 0), "code", t->code, "url", url,
+                           "expires_at", PQgetvalue(res, 0, 1)));
+}
+
+static void invite(lmdm_tenant_ctx_t *t)
+{
+    lmdm_http_req_t *req = t->req;
+    json_t *j = parse_json_body(req, 1);
+    if (!j) return;
+    const lmdm_config_t *cfg = req->worker->config;
+    json_t *note = json_object_get(j, "note"), *rules = json_object_get(j, "rules"),
+           *exp = json_object_get(j, "expires_in");
+    const char *bad = NULL;
+    if (note && (!json_is_string(note) || json_string_length(note) > 500)) bad = "note must be a string of at most 500 characters";
+    else if (rules && !json_is_object(rules)) bad = "rules must be an object";
+    else if (exp && (!json_is_integer(exp) || json_integer_value(exp) < 60 ||
+                     json_integer_value(exp) > cfg->invitation_ttl_s))
+        bad = "expires_in must be whole seconds from 60 to the broker's invitation_ttl";
+    char *rules_text = rules ? json_dumps(rules, JSON_COMPACT) : NULL;
+    if (!bad && rules_text && strlen(rules_text) > 16384) bad = "rules are larger than 16 KiB";
+    if (bad) {
+        free(rules_text);
+        json_decref(j);
+        lmdm_http_respond_error(req, 400, "bad_request", bad);
+        return;
+    }
+    if (lmdm_secrets_new_token("", t->code, sizeof(t->code)) != 0) {
+        free(rules_text);
+        json_decref(j);
+        lmdm_http_respond_error(req, 500, "internal", "no randomness");
+        return;
+    }
+    char hash[65], ttl[24];
+    lmdm_secrets_token_hash(req->worker->app->secrets, "invitation", t->code, hash);
+    snprintf(ttl, sizeof(ttl), "%lld", exp ? (long long)json_integer_value(exp) : (long long)cfg->invitation_ttl_s);
+    const char *p[] = {t->tenant, hash, note ? json_string_value(note) : "", rules_text ? rules_text : "{}", ttl};
+    run(t, &st_invite, p, invite_done);
+    free(rules_text);
+    json_decref(j);
+}
+
+/* ---- enrollments ---- */
+
+static void enrollments_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    json_t *list = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+    if (!list) {
+        lmdm_http_respond_error(t->req, 500, "internal", "bad list");
+        return;
+    }
+    size_t n = json_array_size(list);
+    json_t *next = json_null();
+    if ((int)n == t->limit && n > 0) next = json_incref(json_object_get(json_array_get(list, n - 1), "id"));
+    respond_json(t->req, 200, json_pack("{s:o,s:o}", "enrollments", list, "next", next));
+}
+
+static void list_enrollments(lmdm_tenant_ctx_t *t)
+{
+    if ((t->limit = page_limit(t->req)) < 0) return;
+    const char *after = query_param(t->req, "after");
+    if (after && !is_pseudonym(after)) {
+        lmdm_http_respond_error(t->req, 400, "bad_parameter", "after must be an enrollment id");
+        return;
+    }
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%d", t->limit);
+    const char *p[] = {t->tenant, after, lmdm_arena_strdup(t->req->arena, lim)};
+    run(t, &st_enrollments, p, enrollments_done);
+}
+
+/* 404 for unknown or foreign, 410 for ended; 0 if active. */
+static int enrollment_state_answer(lmdm_tenant_ctx_t *t, PGresult *res, int send_body)
+{
+    if (PQntuples(res) == 0) {
+        not_found(t->req, "enrollment");
+        return 1;
+    }
+    if (strcmp(PQgetvalue(res, 0, 0), "active") != 0) {
+        lmdm_http_respond_error(t->req, 410, "gone",
+                                strcmp(PQgetvalue(res, 0, 0), "removed") == 0
+                                    ? "this enrollment was removed: the device left the organization"
+                                    : "this device is no longer enrolled");
+        return 1;
+    }
+    if (send_body) {
+        lmdm_http_respond(t->req, 200, "application/json", PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+        return 1;
+    }
+    return 0;
+}
+
+static void enrollment_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    enrollment_state_answer(t, res, 1);
+}
+
+static void get_enrollment(lmdm_tenant_ctx_t *t)
+{
+    const char *id = t->req->params[0];
+    if (!is_pseudonym(id)) {
+        not_found(t->req, "enrollment");
+        return;
+    }
+    const char *p[] = {t->tenant, id};
+    run(t, &st_enrollment, p, enrollment_done);
+}
+
+static void leave_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    const char *code = PQgetvalue(res, 0, 0);
+    if (strcmp(code, "not_found") == 0) not_found(t->req, "enrollment");
+    else if (strcmp(code, "not_active") == 0)
+        lmdm_http_respond_error(t->req, 410, "gone", "this enrollment has already ended");
+    else
+        respond_json(t->req, 200, json_pack("{s:s,s:s}", "id", t->req->params[0], "state", "removed"));
+}
+
+static void delete_enrollment(lmdm_tenant_ctx_t *t)
+{
+    const char *id = t->req->params[0];
+    if (!is_pseudonym(id)) {
+        not_found(t->req, "enrollment");
+        return;
+    }
+    const char *p[] = {t->tenant, id};
+    run(t, &st_leave, p, leave_done);
+}
+
+/* ---- commands ---- */
+
+/* One command row as JSON, with the tenant's view of the device's answer. */
+static json_t *command_row(PGresult *res, int i)
+{
+    json_t *c = json_loads(PQgetvalue(res, i, 0), 0, NULL);
+    if (!c) return NULL;
+    if (!PQgetisnull(res, i, 3)) {
+        lmdm_buf_t view = {0};
+        const char *tu = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+        if (lmdm_tenant_result_view(PQgetvalue(res, i, 1), PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), tu,
+                                    &view) == 0)
+            json_object_set_new(c, "result", json_stringn(view.data ? view.data : "", view.len));
+        lmdm_buf_free(&view);
+    }
+    return c;
+}
+
+static void command_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    if (PQntuples(res) == 0) {
+        not_found(t->req, "command");
+        return;
+    }
+    json_t *c = command_row(res, 0);
+    if (!c) lmdm_http_respond_error(t->req, 500, "internal", "bad row");
+    else respond_json(t->req, 200, c);
+}
+
+static void get_command(lmdm_tenant_ctx_t *t)
+{
+    const char *id = canon_uuid(t->req, t->req->params[0]);
+    if (!id) {
+        not_found(t->req, "command");
+        return;
+    }
+    const char *p[] = {t->tenant, id, NULL, NULL, "1"};
+    run(t, &st_commands, p, command_done);
+}
+
+static void commands_list_done(void *arg, int err, PGresult *res);
+
+static void commands_enrollment_checked(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    if (PQntuples(res) == 0) {
+        not_found(t->req, "enrollment");
+        return;
+    }
+    char lim[16];
+    snprintf(lim, sizeof(lim), "%d", t->limit);
+    const char *p[] = {t->tenant, NULL, t->req->params[0], t->cursor, lmdm_arena_strdup(t->req->arena, lim)};
+    run(t, &st_commands, p, commands_list_done);
+}
+
+static void commands_list_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(res); i++) {
+        json_t *c = command_row(res, i);
+        if (c) json_array_append_new(list, c);
+    }
+    size_t n = json_array_size(list);
+    json_t *next = json_null();
+    if ((int)n == t->limit && n > 0) next = json_incref(json_object_get(json_array_get(list, n - 1), "id"));
+    respond_json(t->req, 200, json_pack("{s:o,s:o}", "commands", list, "next", next));
+}
+
+static void list_commands(lmdm_tenant_ctx_t *t)
+{
+    if (!is_pseudonym(t->req->params[0])) {
+        not_found(t->req, "enrollment");
+        return;
+    }
+    if ((t->limit = page_limit(t->req)) < 0) return;
+    const char *before = query_param(t->req, "before");
+    if (before && !(t->cursor = canon_uuid(t->req, before))) {
+        lmdm_http_respond_error(t->req, 400, "bad_parameter", "before must be a command id");
+        return;
+    }
+    const char *p[] = {t->tenant, t->req->params[0]};
+    run(t, &st_enrollment, p, commands_enrollment_checked);
+}
+
+static void cancel_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    const char *code = PQgetvalue(res, 0, 0);
+    if (strcmp(code, "not_found") == 0) not_found(t->req, "command");
+    else if (strcmp(code, "too_late") == 0)
+        lmdm_http_respond_error(t->req, 409, "too_late", "the device has already taken this command");
+    else
+        respond_json(t->req, 200, json_pack("{s:s,s:s}", "id", t->cursor, "state", "cancelled"));
+}
+
+static void cancel_command(lmdm_tenant_ctx_t *t)
+{
+    if (!(t->cursor = canon_uuid(t->req, t->req->params[0]))) {
+        not_found(t->req, "command");
+        return;
+    }
+    const char *p[] = {t->tenant, t->cursor};
+    run(t, &st_cancel, p, cancel_done);
+}
+
+/* The decision for a parsed command; 1 if it was refused (answer sent). */
+static int refuse_by_policy(lmdm_http_req_t *req, const lmdm_tenant_command_t *cmd)
+{
+    lmdm_policy_decision_t d = lmdm_policy_decide_command(cmd->request_type);
+    if (d.kind != LMDM_POLICY_BLOCK) return 0;
+    respond_json(req, 403,
+                 json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message", d.explain, "decision", "block",
+                           "reason", d.reason, "request_type", cmd->request_type));
+    return 1;
+}
+
+/* The enqueue outcome codes of tenant_enqueue() as answers. */
+static void enqueue_refused(lmdm_http_req_t *req, const char *code, const lmdm_tenant_command_t *cmd)
+{
+    if (strcmp(code, "not_found") == 0) not_found(req, "enrollment");
+    else if (strcmp(code, "gone") == 0)
+        lmdm_http_respond_error(req, 410, "gone", "this enrollment has ended");
+    else if (strcmp(code, "unreachable") == 0)
+        lmdm_http_respond_error(req, 409, "unreachable", "the device has not finished enrolling");
+    else if (strcmp(code, "duplicate") == 0)
+        lmdm_http_respond_error(req, 409, "duplicate_command_uuid", "this CommandUUID was already used for this enrollment");
+    else if (strcmp(code, "not_owned") == 0)
+        respond_json(req, 403, json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message",
+                                         "the organization can act only on its own apps and profiles", "decision",
+                                         "scope", "reason", "not_owned", "request_type", cmd->request_type));
+    else if (strcmp(code, "owned_by_other") == 0)
+        respond_json(req, 403, json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message",
+                                         "another organization manages this app or profile on the device", "decision",
+                                         "scope", "reason", "owned_by_other", "request_type", cmd->request_type));
+    else
+        lmdm_http_respond_error(req, 500, "internal", "unexpected enqueue result");
+}
+
+static void enqueue_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    const char *code = PQgetvalue(res, 0, 0);
+    if (strcmp(code, "ok") != 0) {
+        enqueue_refused(t->req, code, &t->cmd);
+        return;
+    }
+    lmdm_policy_decision_t d = lmdm_policy_decide_command(t->cmd.request_type);
+    json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "id", t->api_id, "enrollment_id", t->req->params[0],
+                          "command_uuid", t->cmd.tenant_uuid ? json_string(t->cmd.tenant_uuid) : json_null(),
+                          "request_type", t->cmd.request_type, "state", "queued", "decision",
+                          lmdm_policy_kind_name(d.kind), "created_at", PQgetvalue(res, 0, 1));
+    respond_json(t->req, 202, j);
+}
+
+/* Parse, decide and build the enqueue parameters into t; 1 if answered. */
+static int prepare_command(lmdm_tenant_ctx_t *t)
+{
+    lmdm_http_req_t *req = t->req;
+    char err[256];
+    if (lmdm_uuid_v4(t->broker_uuid) != 0 || lmdm_uuid_v4(t->api_id) != 0) {
+        lmdm_http_respond_error(req, 500, "internal", "no randomness");
+        return 1;
+    }
+    /* Apple's examples write CommandUUIDs in upper case; the device echoes it. */
+    for (char *c = t->broker_uuid; *c; c++)
+        if (*c >= 'a' && *c <= 'f') *c = (char)(*c - 'a' + 'A');
+    if (lmdm_tenant_command_parse(lmdm_http_req_header(req, "content-type"), req->body, req->body_len,
+                                  t->broker_uuid, req->arena, &t->cmd, err, sizeof(err)) != 0) {
+        lmdm_http_respond_error(req, strcmp(t->cmd.error_code, "unsupported_media_type") == 0 ? 415 : 400,
+                                t->cmd.error_code, err);
+        return 1;
+    }
+    if (!lmdm_utf8_valid(t->cmd.payload, t->cmd.payload_len)) {
+        lmdm_http_respond_error(req, 400, "bad_command", "the command is not valid UTF-8");
+        return 1;
+    }
+    return refuse_by_policy(req, &t->cmd);
+}
+
+static void enqueue_one(lmdm_tenant_ctx_t *t, const char *pseudonym, lmdm_db_result_cb cb)
+{
+    const lmdm_tenant_command_t *c = &t->cmd;
+    const char *p[] = {t->tenant,   pseudonym,       t->api_id,     t->broker_uuid, c->tenant_uuid,
+                       c->request_type, c->payload, c->entity_kind, c->entity,      c->entity_op,
+                       t->no_push ? "true" : "false"};
+    run(t, &st_enqueue, p, cb);
+}
+
+static void post_command(lmdm_tenant_ctx_t *t)
+{
+    if (!is_pseudonym(t->req->params[0])) {
+        not_found(t->req, "enrollment");
+        return;
+    }
+    if (prepare_command(t)) return;
+    enqueue_one(t, t->req->params[0], enqueue_done);
+}
+
+/* ---- NanoMDM-style enqueue: PUT /v1/enqueue/{id,id,...}[?nopush] ---- */
+
+static void nano_next(lmdm_tenant_ctx_t *t);
+
+static void nano_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) {
+        json_decref(t->nano_status);
+        return;
+    }
+    const char *code = PQgetvalue(res, 0, 0);
+    json_t *st = json_object();
+    if (strcmp(code, "ok") == 0) json_object_set_new(st, "command_id", json_string(t->api_id));
+    else json_object_set_new(st, "enqueue_error", json_string(code));
+    json_object_set_new(t->nano_status, t->nano_ids[t->nano_i], st);
+    t->nano_i++;
+    nano_next(t);
+}
+
+static void nano_next(lmdm_tenant_ctx_t *t)
+{
+    lmdm_http_req_t *req = t->req;
+    while (t->nano_i < t->nano_n) {
+        const char *id = t->nano_ids[t->nano_i];
+        if (!is_pseudonym(id)) {
+            json_object_set_new(t->nano_status, id, json_pack("{s:s}", "enqueue_error", "not_found"));
+            t->nano_i++;
+            continue;
+        }
+        /* Each device gets its own broker CommandUUID and command id. */
+        if (prepare_command(t)) {
+            json_decref(t->nano_status);
+            return;
+        }
+        enqueue_one(t, id, nano_done);
+        return;
+    }
+    json_t *j = json_pack("{s:o,s:b,s:o,s:s}", "status", t->nano_status, "no_push", t->no_push, "command_uuid",
+                          t->cmd.tenant_uuid ? json_string(t->cmd.tenant_uuid) : json_null(), "request_type",
+                          t->cmd.request_type);
+    respond_json(req, 200, j);
+}
+
+static void nano_enqueue(lmdm_tenant_ctx_t *t)
+{
+    lmdm_http_req_t *req = t->req;
+    t->no_push = query_param(req, "nopush") != NULL;
+    char *ids = lmdm_arena_strdup(req->arena, req->params[0]);
+    t->nano_ids = lmdm_arena_alloc(req->arena, NANOMDM_MAX_IDS * sizeof(char *));
+    t->nano_n = 0;
+    for (char *save = NULL, *tok = strtok_r(ids, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (t->nano_n == NANOMDM_MAX_IDS) {
+            lmdm_http_respond_error(req, 400, "too_many_ids", "at most 100 enrollment ids per request");
+            return;
+        }
+        t->nano_ids[t->nano_n++] = tok;
+    }
+    if (t->nano_n == 0) {
+        lmdm_http_respond_error(req, 400, "bad_parameter", "no enrollment id");
+        return;
+    }
+    /* A command refused by policy or malformed is refused once, for all. */
+    if (prepare_command(t)) return;
+    t->nano_status = json_object();
+    t->nano_i = 0;
+    nano_next(t);
+}
+
+/* ---- PUT/GET/DELETE /v1/webhook ---- */
+
+static void webhook_set_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    lmdm_http_respond(t->req, 204, NULL, NULL, 0);
+}
+
+static void put_webhook(lmdm_tenant_ctx_t *t)
+{
+    json_t *j = parse_json_body(t->req, 0);
+    if (!j) return;
+    const char *url = json_string_value(json_object_get(j, "url"));
+    json_t *fmt = json_object_get(j, "format");
+    const char *f = fmt ? json_string_value(fmt) : NULL;
+    const char *bad = NULL;
+    if (!url || strlen(url) > 2000 || (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0) ||
+        strpbrk(url, " \r\n\t"))
+        bad = "url must be an http:// or https:// URL of at most 2000 characters";
+    else if (fmt && (!f || (strcmp(f, "lmdm") != 0 && strcmp(f, "micromdm") != 0)))
+        bad = "format must be \"lmdm\" or \"micromdm\"";
+    if (bad) {
+        json_decref(j);
+        lmdm_http_respond_error(t->req, 400, "bad_request", bad);
+        return;
+    }
+    const char *p[] = {t->tenant, lmdm_arena_strdup(t->req->arena, url), f ? lmdm_arena_strdup(t->req->arena, f) : NULL};
+    json_decref(j);
+    run(t, &st_webhook_set, p, webhook_set_done);
+}
+
+static void delete_webhook(lmdm_tenant_ctx_t *t)
+{
+    const char *p[] = {t->tenant, NULL, NULL};
+    run(t, &st_webhook_set, p, webhook_set_done);
+}
+
+static void webhook_get_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    if (PQntuples(res) == 0) {
+        not_found(t->req, "tenant");
+        return;
+    }
+    respond_json(t->req, 200,
+                 json_pack("{s:o,s:s,s:I,s:o}", "url",
+                           PQgetisnull(res, 0, 0) ? json_null() : json_string(PQgetvalue(res, 0, 0)), "format",
+                           PQgetvalue(res, 0, 1), "pending_events", (json_int_t)atoll(PQgetvalue(res, 0, 2)),
+                           "oldest_pending_at",
+                           PQgetisnull(res, 0, 3) ? json_null() : json_string(PQgetvalue(res, 0, 3))));
+}
+
+static void get_webhook(lmdm_tenant_ctx_t *t)
+{
+    const char *p[] = {t->tenant};
+    run(t, &st_webhook_get, p, webhook_get_done);
+}
+
+/* ---- routes ---- */
+
+#define ADMIN(fn)                                                                                                     \
+    static void h_##fn(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", fn); }
+ADMIN(invite)
+ADMIN(list_enrollments)
+ADMIN(get_enrollment)
+ADMIN(delete_enrollment)
+ADMIN(post_command)
+ADMIN(list_commands)
+ADMIN(get_command)
+ADMIN(cancel_command)
+ADMIN(nano_enqueue)
+ADMIN(put_webhook)
+ADMIN(get_webhook)
+ADMIN(delete_webhook)
+
+int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg)
+{
+    int rv = 0;
+    size_t cmd_limit = cfg->mdm_max_body;
+    rv |= lmdm_router_add(r, "GET", "/v1/keys", "v1_keys", get_keys, 1024);
+    rv |= lmdm_router_add(r, "POST", "/v1/invitations", "v1_invitations", h_invite, 64 * 1024);
+    rv |= lmdm_router_add(r, "GET", "/v1/enrollments", "v1_enrollments", h_list_enrollments, 1024);
+    rv |= lmdm_router_add(r, "GET", "/v1/enrollments/{id}", "v1_enrollment", h_get_enrollment, 1024);
+    rv |= lmdm_router_add(r, "DELETE", "/v1/enrollments/{id}", "v1_enrollment_delete", h_delete_enrollment, 1024);
+    rv |= lmdm_router_add(r, "POST", "/v1/enrollments/{id}/commands", "v1_command_post", h_post_command, cmd_limit);
+    rv |= lmdm_router_add(r, "GET", "/v1/enrollments/{id}/commands", "v1_commands", h_list_commands, 1024);
+    rv |= lmdm_router_add(r, "GET", "/v1/commands/{id}", "v1_command", h_get_command, 1024);
+    rv |= lmdm_router_add(r, "DELETE", "/v1/commands/{id}", "v1_command_cancel", h_cancel_command, 1024);
+    rv |= lmdm_router_add(r, "PUT", "/v1/enqueue/{ids}", "v1_enqueue", h_nano_enqueue, cmd_limit);
+    rv |= lmdm_router_add(r, "PUT", "/v1/webhook", "v1_webhook_put", h_put_webhook, 8192);
+    rv |= lmdm_router_add(r, "GET", "/v1/webhook", "v1_webhook", h_get_webhook, 1024);
+    rv |= lmdm_router_add(r, "DELETE", "/v1/webhook", "v1_webhook_delete", h_delete_webhook, 1024);
+    return rv ? LMDM_ERR_INVALID : 0;
+}

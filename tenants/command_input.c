@@ -1,0 +1,333 @@
+/* Tenant command bodies, plist or JSON, into the device's plist (see
+ * lmdm/tenant_command.h). */
+#define _XOPEN_SOURCE 700 /* strptime */
+#include "lmdm/tenant_command.h"
+
+#include <jansson.h>
+#include <openssl/cms.h>
+#include <plist/plist.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "lmdm/mdm.h"
+
+#define MAX_PROFILE (4 * 1024 * 1024)
+
+static int fail(lmdm_tenant_command_t *out, const char *code, char *err, size_t errlen, const char *fmt, ...)
+    LMDM_PRINTF(5, 6);
+static int fail(lmdm_tenant_command_t *out, const char *code, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    out->error_code = code;
+    return LMDM_ERR_INVALID;
+}
+
+static int media_is(const char *ct, const char *type)
+{
+    size_t n = strlen(type);
+    if (!ct || strncasecmp(ct, type, n) != 0) return 0;
+    return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+/* ---- JSON -> plist ---- */
+
+static plist_t json_to_plist(json_t *j, int depth, char *err, size_t errlen);
+
+static plist_t json_special(json_t *j, char *err, size_t errlen)
+{
+    json_t *d = json_object_get(j, "$data"), *t = json_object_get(j, "$date");
+    if (json_object_size(j) != 1 || (!d && !t)) return NULL;
+    if (d) {
+        const char *s = json_string_value(d);
+        if (!s) {
+            snprintf(err, errlen, "\"$data\" must be a base64 string");
+            return NULL;
+        }
+        size_t slen = strlen(s), blen = 0;
+        unsigned char *bin = malloc(slen / 4 * 3 + 3);
+        if (!bin || sodium_base642bin(bin, slen / 4 * 3 + 3, s, slen, " \r\n", &blen, NULL,
+                                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+            free(bin);
+            snprintf(err, errlen, "\"$data\" is not valid base64");
+            return NULL;
+        }
+        plist_t p = plist_new_data((const char *)bin, blen);
+        free(bin);
+        return p;
+    }
+    const char *s = json_string_value(t);
+    struct tm tm = {0};
+    const char *end = s ? strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm) : NULL;
+    if (!end || *end) {
+        snprintf(err, errlen, "\"$date\" must be YYYY-MM-DDTHH:MM:SSZ");
+        return NULL;
+    }
+    time_t tt = timegm(&tm);
+    /* libplist dates count from 2001-01-01 (Apple's epoch). */
+    return plist_new_date((int32_t)(tt - 978307200), 0);
+}
+
+static plist_t json_to_plist(json_t *j, int depth, char *err, size_t errlen)
+{
+    if (depth > LMDM_MDM_MAX_DEPTH) {
+        snprintf(err, errlen, "nesting deeper than %d", LMDM_MDM_MAX_DEPTH);
+        return NULL;
+    }
+    switch (json_typeof(j)) {
+    case JSON_STRING: return plist_new_string(json_string_value(j));
+    case JSON_INTEGER:
+        if (json_integer_value(j) < 0) {
+            snprintf(err, errlen, "negative integers are not supported");
+            return NULL;
+        }
+        return plist_new_uint((uint64_t)json_integer_value(j));
+    case JSON_REAL: return plist_new_real(json_real_value(j));
+    case JSON_TRUE: return plist_new_bool(1);
+    case JSON_FALSE: return plist_new_bool(0);
+    case JSON_NULL: snprintf(err, errlen, "null has no property list equivalent"); return NULL;
+    case JSON_ARRAY: {
+        plist_t a = plist_new_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(j, i, v) {
+            plist_t p = json_to_plist(v, depth + 1, err, errlen);
+            if (!p) {
+                plist_free(a);
+                return NULL;
+            }
+            plist_array_append_item(a, p);
+        }
+        return a;
+    }
+    case JSON_OBJECT: {
+        if (json_object_get(j, "$data") || json_object_get(j, "$date")) {
+            err[0] = '\0';
+            plist_t p = json_special(j, err, errlen);
+            if (p || err[0]) return p;
+        }
+        plist_t d = plist_new_dict();
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v) {
+            plist_t p = json_to_plist(v, depth + 1, err, errlen);
+            if (!p) {
+                plist_free(d);
+                return NULL;
+            }
+            plist_dict_set_item(d, k, p);
+        }
+        return d;
+    }
+    }
+    snprintf(err, errlen, "unsupported JSON value");
+    return NULL;
+}
+
+/* ---- entity of the command ---- */
+
+static const char *dict_str(plist_t d, const char *key)
+{
+    plist_t n = plist_dict_get_item(d, key);
+    if (!n || plist_get_node_type(n) != PLIST_STRING) return NULL;
+    return plist_get_string_ptr(n, NULL);
+}
+
+/* The content of a signed profile (CMS SignedData), or the bytes as they are. */
+static unsigned char *profile_content(const char *p, uint64_t len, size_t *outlen)
+{
+    if (len > 0 && (unsigned char)p[0] == 0x30) {
+        const unsigned char *q = (const unsigned char *)p;
+        CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)len);
+        if (cms) {
+            ASN1_OCTET_STRING **os = CMS_get0_content(cms);
+            unsigned char *copy = NULL;
+            if (os && *os) {
+                *outlen = (size_t)ASN1_STRING_length(*os);
+                copy = malloc(*outlen + 1);
+                if (copy) memcpy(copy, ASN1_STRING_get0_data(*os), *outlen);
+            }
+            CMS_ContentInfo_free(cms);
+            return copy;
+        }
+    }
+    unsigned char *copy = malloc(len + 1);
+    if (copy) memcpy(copy, p, len);
+    *outlen = len;
+    return copy;
+}
+
+static int profile_identifier(plist_t cmd, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
+                              size_t errlen)
+{
+    plist_t data = plist_dict_get_item(cmd, "Payload");
+    if (!data || plist_get_node_type(data) != PLIST_DATA)
+        return fail(out, "bad_command", err, errlen, "InstallProfile needs Payload (data: the profile)");
+    uint64_t len = 0;
+    const char *p = plist_get_data_ptr(data, &len);
+    if (len == 0 || len > MAX_PROFILE)
+        return fail(out, "bad_command", err, errlen, "InstallProfile Payload is empty or larger than 4 MiB");
+    size_t clen = 0;
+    unsigned char *content = profile_content(p, len, &clen);
+    if (!content) return fail(out, "bad_command", err, errlen, "cannot read the profile");
+    plist_t prof = NULL;
+    char perr[128];
+    if (plist_is_binary((const char *)content, (uint32_t)clen)) {
+        plist_from_bin((const char *)content, (uint32_t)clen, &prof);
+        if (prof && plist_get_node_type(prof) != PLIST_DICT) {
+            plist_free(prof);
+            prof = NULL;
+        }
+    } else {
+        prof = lmdm_mdm_plist_parse((const char *)content, clen, perr, sizeof(perr));
+    }
+    free(content);
+    if (!prof) return fail(out, "bad_command", err, errlen, "InstallProfile Payload is not a profile");
+    const char *ident = dict_str(prof, "PayloadIdentifier");
+    const char *type = dict_str(prof, "PayloadType");
+    int rv = 0;
+    if (!type || strcmp(type, "Configuration") != 0)
+        rv = fail(out, "bad_command", err, errlen, "the profile's PayloadType must be Configuration");
+    else if (!ident || !*ident || strlen(ident) > 1000)
+        rv = fail(out, "bad_command", err, errlen, "the profile has no PayloadIdentifier");
+    else {
+        out->entity_kind = "profile";
+        out->entity = lmdm_arena_strdup(arena, ident);
+        out->entity_op = "add";
+    }
+    plist_free(prof);
+    return rv;
+}
+
+/* Which of the tenant's own entities the command creates or acts on. The
+ * database refuses acting on an entity the tenant does not own. */
+static int find_entity(plist_t cmd, const char *rt, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
+                       size_t errlen)
+{
+    int install_app = strcmp(rt, "InstallApplication") == 0, remove_app = strcmp(rt, "RemoveApplication") == 0;
+    if (install_app || remove_app) {
+        const char *id = dict_str(cmd, "Identifier");
+        if (!id || !*id || strlen(id) > 1000)
+            return fail(out, "identifier_required", err, errlen,
+                        "%s needs Identifier (the app's bundle id): the broker removes exactly the "
+                        "organization's own apps when it leaves", rt);
+        out->entity_kind = "app";
+        out->entity = lmdm_arena_strdup(arena, id);
+        out->entity_op = install_app ? "add" : "own";
+        return 0;
+    }
+    if (strcmp(rt, "RemoveProfile") == 0) {
+        const char *id = dict_str(cmd, "Identifier");
+        if (!id || !*id || strlen(id) > 1000)
+            return fail(out, "bad_command", err, errlen, "RemoveProfile needs Identifier");
+        out->entity_kind = "profile";
+        out->entity = lmdm_arena_strdup(arena, id);
+        out->entity_op = "own";
+        return 0;
+    }
+    if (strcmp(rt, "InstallProfile") == 0) return profile_identifier(cmd, arena, out, err, errlen);
+    return 0;
+}
+
+/* ---- the whole body ---- */
+
+static plist_t parse_body(const char *ct, const char *body, size_t len, lmdm_tenant_command_t *out, char *err,
+                          size_t errlen)
+{
+    if (media_is(ct, "application/json")) {
+        json_error_t jerr;
+        json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!j || !json_is_object(j)) {
+            json_decref(j);
+            fail(out, "bad_json", err, errlen, "body is not a JSON object%s%s", j ? "" : ": ", j ? "" : jerr.text);
+            return NULL;
+        }
+        plist_t p = json_to_plist(j, 0, err, errlen);
+        json_decref(j);
+        if (!p) out->error_code = "bad_json";
+        return p;
+    }
+    if (media_is(ct, "application/x-apple-aspen-mdm") || media_is(ct, "application/xml") ||
+        media_is(ct, "text/xml") || media_is(ct, "application/x-plist")) {
+        plist_t p = lmdm_mdm_plist_parse(body, len, err, errlen);
+        if (!p) out->error_code = "bad_plist";
+        return p;
+    }
+    fail(out, "unsupported_media_type", err, errlen,
+         "send the command as application/x-apple-aspen-mdm, application/xml or application/json");
+    return NULL;
+}
+
+int lmdm_tenant_command_parse(const char *content_type, const char *body, size_t len, const char *broker_uuid,
+                              lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    plist_t root = parse_body(content_type, body, len, out, err, errlen);
+    if (!root) return LMDM_ERR_INVALID;
+    int rv = 0;
+    plist_t cmd = plist_dict_get_item(root, "Command");
+    if (cmd && plist_get_node_type(cmd) != PLIST_DICT) {
+        rv = fail(out, "bad_command", err, errlen, "Command must be a dictionary");
+        goto out;
+    }
+    if (!cmd) {
+        if (!plist_dict_get_item(root, "RequestType")) {
+            rv = fail(out, "bad_command", err, errlen, "no Command dictionary and no RequestType");
+            goto out;
+        }
+        /* The Command dictionary alone: wrap it. */
+        plist_t wrapped = plist_new_dict();
+        plist_dict_set_item(wrapped, "Command", root);
+        root = wrapped;
+        cmd = root != NULL ? plist_dict_get_item(root, "Command") : NULL;
+    }
+    const char *rt = dict_str(cmd, "RequestType");
+    if (!rt || !*rt || strlen(rt) > 100) {
+        rv = fail(out, "bad_command", err, errlen, "Command needs a RequestType string");
+        goto out;
+    }
+    out->request_type = lmdm_arena_strdup(arena, rt);
+    plist_t tu = plist_dict_get_item(root, "CommandUUID");
+    if (tu) {
+        const char *s = plist_get_node_type(tu) == PLIST_STRING ? plist_get_string_ptr(tu, NULL) : NULL;
+        size_t n = s ? strlen(s) : 0;
+        int printable = n > 0 && n <= LMDM_TENANT_UUID_MAX;
+        for (size_t i = 0; printable && i < n; i++)
+            if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e) printable = 0;
+        if (!printable) {
+            rv = fail(out, "bad_command", err, errlen, "CommandUUID must be 1..%d printable ASCII characters",
+                      LMDM_TENANT_UUID_MAX);
+            goto out;
+        }
+        out->tenant_uuid = lmdm_arena_strdup(arena, s);
+    }
+    if ((rv = find_entity(cmd, out->request_type, arena, out, err, errlen)) != 0) goto out;
+    /* What the device receives: the broker's CommandUUID and the Command. */
+    plist_t dev = plist_new_dict();
+    plist_dict_set_item(dev, "CommandUUID", plist_new_string(broker_uuid));
+    plist_dict_set_item(dev, "Command", plist_copy(cmd));
+    char *xml = NULL;
+    uint32_t xlen = 0;
+    plist_to_xml(dev, &xml, &xlen);
+    plist_free(dev);
+    if (!xml) {
+        rv = fail(out, "bad_command", err, errlen, "cannot serialise the command");
+        goto out;
+    }
+    char *copy = lmdm_arena_alloc(arena, xlen + 1);
+    memcpy(copy, xml, xlen);
+    copy[xlen] = '\0';
+    plist_to_xml_free(xml);
+    out->payload = copy;
+    out->payload_len = xlen;
+out:
+    plist_free(root);
+    return rv;
+}

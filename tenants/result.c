@@ -1,0 +1,63 @@
+/* The tenant's view of a device answer (see lmdm/tenant_result.h). */
+#include "lmdm/tenant_result.h"
+
+#include <plist/plist.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lmdm/mdm.h"
+#include "lmdm/policy.h"
+
+/* Remove, at every depth, the keys policy/ keeps from tenants. */
+static void strip(plist_t node, const char *request_type, int depth)
+{
+    if (depth > LMDM_MDM_MAX_DEPTH) return;
+    if (plist_get_node_type(node) == PLIST_ARRAY) {
+        uint32_t n = plist_array_get_size(node);
+        for (uint32_t i = 0; i < n; i++) strip(plist_array_get_item(node, i), request_type, depth + 1);
+        return;
+    }
+    if (plist_get_node_type(node) != PLIST_DICT) return;
+    /* Collect first: removing while iterating invalidates the iterator. */
+    char *doomed[64];
+    int ndoomed;
+    do {
+        ndoomed = 0;
+        plist_dict_iter it = NULL;
+        plist_dict_new_iter(node, &it);
+        char *key = NULL;
+        plist_t val = NULL;
+        for (plist_dict_next_item(node, it, &key, &val); key; plist_dict_next_item(node, it, &key, &val)) {
+            if (!lmdm_policy_result_key_visible(request_type, key) && ndoomed < 64) doomed[ndoomed++] = key;
+            else {
+                strip(val, request_type, depth + 1);
+                free(key);
+            }
+            key = NULL;
+        }
+        free(it);
+        for (int i = 0; i < ndoomed; i++) {
+            plist_dict_remove_item(node, doomed[i]);
+            free(doomed[i]);
+        }
+    } while (ndoomed == 64);
+}
+
+int lmdm_tenant_result_view(const char *request_type, const char *xml, size_t len, const char *tenant_uuid,
+                            lmdm_buf_t *out)
+{
+    char err[128];
+    plist_t root = lmdm_mdm_plist_parse(xml, len, err, sizeof(err));
+    if (!root) return LMDM_ERR_INVALID;
+    strip(root, request_type, 0);
+    if (tenant_uuid && *tenant_uuid) plist_dict_set_item(root, "CommandUUID", plist_new_string(tenant_uuid));
+    else plist_dict_remove_item(root, "CommandUUID");
+    char *text = NULL;
+    uint32_t tlen = 0;
+    plist_to_xml(root, &text, &tlen);
+    plist_free(root);
+    if (!text) return LMDM_ERR_NOMEM;
+    lmdm_buf_append(out, text, tlen);
+    plist_to_xml_free(text);
+    return 0;
+}
