@@ -26,6 +26,7 @@
 #include "lmdm/router.h"
 #include "lmdm/server.h"
 #include "lmdm/tenant_api.h"
+#include "lmdm/webhook.h"
 
 
 static void usage(FILE *out)
@@ -257,7 +258,14 @@ static int cmd_serve(int argc, char **argv)
         lmdm_server_worker(srv, i)->seen = lmdm_seen_new(lmdm_server_worker(srv, i), 10000);
         lmdm_server_worker(srv, i)->vcache = lmdm_verify_cache_new();
     }
+    /* Webhooks: one deliverer thread with its own database connection. */
+    lmdm_webhook_t *webhooks = NULL;
+    if (app.secrets) {
+        webhooks = lmdm_webhook_start(&cfg, app.secrets, err, sizeof(err));
+        if (!webhooks) lmdm_error("webhooks: %s (events stay queued until a broker delivers them)", err);
+    }
     rv = lmdm_server_run(srv);
+    lmdm_webhook_stop(webhooks);
     for (int i = 0; lmdm_server_worker(srv, i); i++) {
         lmdm_seen_free(lmdm_server_worker(srv, i)->seen);
         lmdm_server_worker(srv, i)->seen = NULL;

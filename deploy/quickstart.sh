@@ -199,6 +199,10 @@ ca_key = $(conf_quote "$VAR/ca/ca.key")
 apns_topic = "com.apple.mgmt.External.quickstart"
 apns_auth = off
 
+# Tenants: the master secret (created below with 'lmdm secret init') behind
+# API key hashes, pseudonymous enrollment ids and webhook signatures.
+secret_key = $(conf_quote "$VAR/secret.key")
+
 # The private cluster in var/pg (unix socket only).
 database_url = $(conf_quote "$CONNINFO")
 migrations_dir = $(conf_quote "$SRC/migrations")
@@ -214,8 +218,13 @@ if [ ! -f "$VAR/ca/ca.key" ] && grep -q '^ca_key = ' "$CONF"; then
     mkdir -p "$VAR/ca"
     "$LMDM" ca init --config "$CONF"
 fi
+if [ ! -f "$VAR/secret.key" ] && grep -q '^secret_key = ' "$CONF"; then
+    say "creating the master secret var/secret.key"
+    "$LMDM" secret init --config "$CONF"
+fi
 if [ "$IS_ROOT" -eq 1 ]; then
     [ -f "$VAR/ca/ca.key" ] && chown "$RUN_USER:" "$VAR/ca/ca.key" "$VAR/ca/ca.crt" && chmod 711 "$VAR/ca"
+    [ -f "$VAR/secret.key" ] && chown "$RUN_USER:" "$VAR/secret.key"
     # The broker reads the config and the server key; nothing else under var/
     # needs to change hands (pg.sh owns var/pg).
     chgrp "$(id -g "$RUN_USER")" "$CONF"
