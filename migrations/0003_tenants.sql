@@ -297,7 +297,13 @@ BEGIN
      WHERE enrollment_id = e.id AND state IN ('queued', 'notnow');
     SELECT id INTO ch_id FROM channels WHERE device_id = e.device_id AND user_key = '';
     IF ch_id IS NOT NULL THEN
-        FOR ent IN SELECT kind, identifier FROM entities WHERE enrollment_id = e.id ORDER BY created_at, identifier LOOP
+        -- An entity another active tenant of this device also owns stays.
+        FOR ent IN SELECT x.kind, x.identifier FROM entities x
+                    WHERE x.enrollment_id = e.id
+                      AND NOT EXISTS (SELECT 1 FROM entities y JOIN enrollments o ON o.id = y.enrollment_id
+                                       WHERE o.device_id = e.device_id AND o.id <> e.id AND o.state = 'active'
+                                         AND y.kind = x.kind AND y.identifier = x.identifier)
+                    ORDER BY x.created_at, x.identifier LOOP
             u := gen_random_uuid();
             INSERT INTO commands (channel_id, tenant_id, command_uuid, request_type, payload, enrollment_id)
             VALUES (ch_id, 0, u,
@@ -318,7 +324,9 @@ END $$;
 -- tenant), 'gone' (removed or checked out), 'unreachable' (no device
 -- channel), 'duplicate' (the tenant reused a CommandUUID on this enrollment),
 -- 'not_owned' (p_entity_op 'own': the entity is not this tenant's on this
--- device), 'owned_by_other' (p_entity_op 'add': another tenant installed it).
+-- device). Installing an app or profile another tenant also installed is not
+-- refused: refusing would tell the tenant that it shares the device. Both own
+-- it then, and it stays on the device until the last of them leaves.
 CREATE FUNCTION tenant_enqueue(p_tenant bigint, p_pseudonym text, p_api_id uuid, p_uuid uuid,
                                p_tenant_uuid text, p_request_type text, p_payload text,
                                p_entity_kind text, p_entity text, p_entity_op text, p_no_push boolean,
@@ -340,10 +348,6 @@ BEGIN
         PERFORM 1 FROM entities WHERE enrollment_id = e.id AND kind = p_entity_kind AND identifier = p_entity;
         IF NOT FOUND THEN code := 'not_owned'; RETURN; END IF;
     ELSIF p_entity_op = 'add' THEN
-        PERFORM 1 FROM entities x JOIN enrollments o ON o.id = x.enrollment_id
-         WHERE o.device_id = e.device_id AND o.id <> e.id AND o.state = 'active'
-           AND x.kind = p_entity_kind AND x.identifier = p_entity;
-        IF FOUND THEN code := 'owned_by_other'; RETURN; END IF;
         INSERT INTO entities (enrollment_id, kind, identifier) VALUES (e.id, p_entity_kind, p_entity)
         ON CONFLICT DO NOTHING;
     END IF;
