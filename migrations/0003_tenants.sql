@@ -324,9 +324,8 @@ END $$;
 -- tenant), 'gone' (removed or checked out), 'unreachable' (no device
 -- channel), 'duplicate' (the tenant reused a CommandUUID on this enrollment),
 -- 'not_owned' (p_entity_op 'own': the entity is not this tenant's on this
--- device). Installing an app or profile another tenant also installed is not
--- refused: refusing would tell the tenant that it shares the device. Both own
--- it then, and it stays on the device until the last of them leaves.
+-- device), 'entity_owned_by_other_tenant' (p_entity_op 'add': another
+-- active tenant of this device installed it first; first claim wins).
 CREATE FUNCTION tenant_enqueue(p_tenant bigint, p_pseudonym text, p_api_id uuid, p_uuid uuid,
                                p_tenant_uuid text, p_request_type text, p_payload text,
                                p_entity_kind text, p_entity text, p_entity_op text, p_no_push boolean,
@@ -348,6 +347,10 @@ BEGIN
         PERFORM 1 FROM entities WHERE enrollment_id = e.id AND kind = p_entity_kind AND identifier = p_entity;
         IF NOT FOUND THEN code := 'not_owned'; RETURN; END IF;
     ELSIF p_entity_op = 'add' THEN
+        PERFORM 1 FROM entities x JOIN enrollments o ON o.id = x.enrollment_id
+         WHERE o.device_id = e.device_id AND o.id <> e.id AND o.state = 'active'
+           AND x.kind = p_entity_kind AND x.identifier = p_entity;
+        IF FOUND THEN code := 'entity_owned_by_other_tenant'; RETURN; END IF;
         INSERT INTO entities (enrollment_id, kind, identifier) VALUES (e.id, p_entity_kind, p_entity)
         ON CONFLICT DO NOTHING;
     END IF;

@@ -451,6 +451,10 @@ static void enqueue_refused(lmdm_http_req_t *req, const char *code, const lmdm_t
         respond_json(req, 403, json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message",
                                          "the organization can act only on its own apps and profiles", "decision",
                                          "scope", "reason", "not_owned", "request_type", cmd->request_type));
+    else if (strcmp(code, "entity_owned_by_other_tenant") == 0)
+        respond_json(req, 403, json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message",
+                                         "another organization manages this app or profile on the device",
+                                         "decision", "scope", "reason", code, "request_type", cmd->request_type));
     else
         lmdm_http_respond_error(req, 500, "internal", "unexpected enqueue result");
 }
