@@ -29,12 +29,12 @@
 
 #include "lmdm/log.h"
 
-#define POLL_MS 1000         /* look for due retries at least this often */
-#define LOCK_RETRY_MS 3000   /* another instance delivers: ask again this often */
+#define POLL_MS 1000       /* look for due retries at least this often */
+#define LOCK_RETRY_MS 3000 /* another instance delivers: ask again this often */
 #define RECONNECT_MAX_MS 5000
-#define STOP_SLICE_MS 100    /* socket waits check the stop flag this often */
-#define DB_TIMEOUT_MS 30000  /* one query or connection attempt */
-#define MAX_INFLIGHT 256     /* tenants delivered to at once */
+#define STOP_SLICE_MS 100   /* socket waits check the stop flag this often */
+#define DB_TIMEOUT_MS 30000 /* one query or connection attempt */
+#define MAX_INFLIGHT 256    /* tenants delivered to at once */
 #define LAST_ERROR_MAX 200
 
 /* The head of every tenant's queue that may be attempted now. The lateral
@@ -53,7 +53,8 @@ static const char DISPATCH_SQL[] =
     "   AND h.next_attempt_at <= now() AND NOT (t.id = ANY ($1::bigint[]))"
     " ORDER BY h.next_attempt_at, h.id LIMIT $2";
 
-static const char DELIVERED_SQL[] = "UPDATE outbox SET delivered_at = now() WHERE id = $1 AND delivered_at IS NULL";
+static const char DELIVERED_SQL[] =
+    "UPDATE outbox SET delivered_at = now() WHERE id = $1 AND delivered_at IS NULL";
 
 /* attempts on the right-hand side is the value before this failure, so
  * 2^attempts is 2^(new attempts - 1). */
@@ -266,7 +267,8 @@ static int record_failed(lmdm_webhook_t *w, int64_t tenant_id, int64_t outbox_id
     if (!r) return -1;
     if (PQntuples(r) == 1) {
         int attempts = atoi(PQgetvalue(r, 0, 0)), delay = atoi(PQgetvalue(r, 0, 1));
-        lmdm_warn("webhook: tenant %" PRId64 " event %" PRId64 " (%s) not delivered: %s; attempt %d, next in %d s",
+        lmdm_warn("webhook: tenant %" PRId64 " event %" PRId64
+                  " (%s) not delivered: %s; attempt %d, next in %d s",
                   tenant_id, outbox_id, uuid, err, attempts, delay);
         /* A little after the database's own next_attempt_at. */
         uint64_t due = lmdm_now_ns() + (uint64_t)delay * 1000000000u + 20000000u;
@@ -342,11 +344,16 @@ static const char *col(const PGresult *r, int row, int c)
  * counts as a failed attempt (retried, logged), never as delivered. */
 static int start_delivery(lmdm_webhook_t *w, const PGresult *r, int row)
 {
-    lmdm_webhook_event_t ev = {
-        .event_uuid = col(r, row, 2), .event = col(r, row, 3), .created_at = col(r, row, 4),
-        .pseudonym = col(r, row, 5), .data_json = col(r, row, 6), .command_api_id = col(r, row, 9),
-        .command_tenant_uuid = col(r, row, 10), .command_request_type = col(r, row, 11),
-        .command_state = col(r, row, 12), .command_result = col(r, row, 13)};
+    lmdm_webhook_event_t ev = {.event_uuid = col(r, row, 2),
+                               .event = col(r, row, 3),
+                               .created_at = col(r, row, 4),
+                               .pseudonym = col(r, row, 5),
+                               .data_json = col(r, row, 6),
+                               .command_api_id = col(r, row, 9),
+                               .command_tenant_uuid = col(r, row, 10),
+                               .command_request_type = col(r, row, 11),
+                               .command_state = col(r, row, 12),
+                               .command_result = col(r, row, 13)};
     int64_t outbox_id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
     int64_t tenant_id = strtoll(PQgetvalue(r, row, 1), NULL, 10);
     lmdm_webhook_format_t fmt;
@@ -440,8 +447,8 @@ static int take_lock(lmdm_webhook_t *w)
     char key[24];
     snprintf(key, sizeof key, "%lld", (long long)LMDM_WEBHOOK_LOCK_KEY);
     const char *v[] = {key};
-    PGresult *r = db_expect(w, "cannot take the delivery lock", "SELECT pg_try_advisory_lock($1::bigint)", 1, v,
-                            PGRES_TUPLES_OK);
+    PGresult *r = db_expect(w, "cannot take the delivery lock", "SELECT pg_try_advisory_lock($1::bigint)", 1,
+                            v, PGRES_TUPLES_OK);
     if (!r) return -1;
     int got = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     PQclear(r);

@@ -52,17 +52,17 @@ void lmdm_webhook_stop(lmdm_webhook_t *w);
 /** One outbox row with what its body needs, as text (as libpq returns it).
  * NULL fields are SQL NULLs. */
 typedef struct lmdm_webhook_event {
-    const char *event_uuid;   /* outbox.event_uuid: the id the tenant sees */
-    const char *event;        /* enrollment.accepted | enrollment.removed | command.result | device.checked_out */
-    const char *created_at;   /* RFC 3339, UTC */
-    const char *pseudonym;    /* enrollments.pseudonym, or NULL */
-    const char *data_json;    /* outbox.data (a JSON object as text), or NULL for {} */
+    const char *event_uuid; /* outbox.event_uuid: the id the tenant sees */
+    const char *event; /* enrollment.accepted | enrollment.removed | command.result | device.checked_out */
+    const char *created_at; /* RFC 3339, UTC */
+    const char *pseudonym;  /* enrollments.pseudonym, or NULL */
+    const char *data_json;  /* outbox.data (a JSON object as text), or NULL for {} */
     /* command.result only (api_id NULL for other events) */
-    const char *command_api_id;        /* commands.api_id */
-    const char *command_tenant_uuid;   /* commands.tenant_command_uuid, or NULL */
-    const char *command_request_type;  /* commands.request_type */
-    const char *command_state;         /* commands.state: acknowledged | error | format_error */
-    const char *command_result;        /* the device's whole answer (XML plist), or NULL */
+    const char *command_api_id;       /* commands.api_id */
+    const char *command_tenant_uuid;  /* commands.tenant_command_uuid, or NULL */
+    const char *command_request_type; /* commands.request_type */
+    const char *command_state;        /* commands.state: acknowledged | error | format_error */
+    const char *command_result;       /* the device's whole answer (XML plist), or NULL */
 } lmdm_webhook_event_t;
 
 /** Body formats (tenants.webhook_format). */

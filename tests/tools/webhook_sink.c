@@ -25,7 +25,6 @@
  * One connection at a time, one request per connection (Connection: close),
  * HTTP/1.1 parsed with http_parser. Runs until killed. */
 #include <arpa/inet.h>
-#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -33,6 +32,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,7 +150,8 @@ static const char *check_signature(const request_t *q, const unsigned char pk[cr
     unsigned char sig[crypto_sign_BYTES];
     size_t siglen = 0;
     const char *b64 = q->signature + 8;
-    if (sodium_base642bin(sig, sizeof sig, b64, strlen(b64), NULL, &siglen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+    if (sodium_base642bin(sig, sizeof sig, b64, strlen(b64), NULL, &siglen, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
         siglen != sizeof sig)
         return "bad-signature-encoding";
     lmdm_buf_t msg = {0};
@@ -171,8 +172,8 @@ static void answer(int fd, int status)
 {
     char resp[160];
     const char *reason = status >= 200 && status < 300 ? "OK" : status == 401 ? "Unauthorized" : "Refused";
-    int n = snprintf(resp, sizeof resp, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", status,
-                     reason);
+    int n = snprintf(resp, sizeof resp, "HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                     status, reason);
     if (write(fd, resp, (size_t)n) != n) perror("webhook-sink: answer");
 }
 
@@ -223,8 +224,8 @@ static int listen_on(int port)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in sa = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0) {
         perror("webhook-sink: listen");
         exit(1);
@@ -238,18 +239,17 @@ static int listen_on(int port)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: webhook-sink --port N --pubkey BASE64 --out FILE [--fail-first N] [--status CODE]\n");
+    fprintf(stderr,
+            "usage: webhook-sink --port N --pubkey BASE64 --out FILE [--fail-first N] [--status CODE]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"port", required_argument, NULL, 'p'},
-                                         {"pubkey", required_argument, NULL, 'k'},
-                                         {"out", required_argument, NULL, 'o'},
-                                         {"fail-first", required_argument, NULL, 'f'},
-                                         {"status", required_argument, NULL, 's'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"port", required_argument, NULL, 'p'},   {"pubkey", required_argument, NULL, 'k'},
+        {"out", required_argument, NULL, 'o'},    {"fail-first", required_argument, NULL, 'f'},
+        {"status", required_argument, NULL, 's'}, {NULL, 0, NULL, 0}};
     sink_t k = {.status = 200, .out = -1};
     int port = -1, have_key = 0;
     const char *out = NULL;
@@ -259,7 +259,8 @@ int main(int argc, char **argv)
         case 'p': port = atoi(optarg); break;
         case 'k':
             have_key = sodium_base642bin(k.pk, sizeof k.pk, optarg, strlen(optarg), NULL, &len, NULL,
-                                         sodium_base64_VARIANT_ORIGINAL) == 0 && len == sizeof k.pk;
+                                         sodium_base64_VARIANT_ORIGINAL) == 0 &&
+                       len == sizeof k.pk;
             break;
         case 'o': out = optarg; break;
         case 'f': k.fail_first = atoi(optarg); break;
