@@ -25,6 +25,7 @@
 #include "lmdm/ops.h"
 #include "lmdm/router.h"
 #include "lmdm/server.h"
+#include "lmdm/owner.h"
 #include "lmdm/tenant_api.h"
 #include "lmdm/webhook.h"
 
@@ -225,7 +226,7 @@ static int cmd_serve(int argc, char **argv)
     if (build_app(&app, &cfg) != 0) goto fail;
     lmdm_router_t *router = lmdm_router_new();
     if (lmdm_ops_routes(router) != 0 || lmdm_mdm_routes(router, &cfg) != 0 ||
-        lmdm_tenant_routes(router, &cfg) != 0) {
+        lmdm_tenant_routes(router, &cfg) != 0 || lmdm_owner_routes(router, &cfg) != 0) {
         lmdm_error("route table overflow");
         lmdm_router_free(router);
         goto fail;
