@@ -36,7 +36,7 @@ static const lmdm_db_stmt_t st_enqueue = {
     11};
 static const lmdm_db_stmt_t st_commands = {
     "t_commands",
-    "SELECT body, request_type, tenant_uuid, result FROM tenant_commands($1, $2::uuid, $3, $4::uuid, $5)", 5};
+    "SELECT body, request_type, tenant_uuid, result, owned_apps FROM tenant_commands($1, $2::uuid, $3, $4::uuid, $5)", 5};
 static const lmdm_db_stmt_t st_cancel = {"t_cancel", "SELECT tenant_cancel($1, $2::uuid)", 2};
 static const lmdm_db_stmt_t st_invite = {
     "t_invite", "SELECT public_id, expires_at FROM invitation_create($1, $2, $3, $4::jsonb, $5)", 5};
@@ -256,7 +256,7 @@ static void list_enrollments(lmdm_tenant_ctx_t *t)
 /* 404 for unknown or foreign, 410 for ended; 0 if active. */
 static int enrollment_state_answer(lmdm_tenant_ctx_t *t, PGresult *res, int send_body)
 {
-    if (PQntuples(res) == 0) {
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) { /* a function with OUT values yields a NULL row */
         not_found(t->req, "enrollment");
         return 1;
     }
@@ -325,8 +325,9 @@ static json_t *command_row(PGresult *res, int i)
     if (!PQgetisnull(res, i, 3)) {
         lmdm_buf_t view = {0};
         const char *tu = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+        const char *apps = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
         if (lmdm_tenant_result_view(PQgetvalue(res, i, 1), PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), tu,
-                                    &view) == 0)
+                                    apps, &view) == 0)
             json_object_set_new(c, "result", json_stringn(view.data ? view.data : "", view.len));
         lmdm_buf_free(&view);
     }
@@ -363,7 +364,7 @@ static void commands_enrollment_checked(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
     if (db_failed(t, err, res)) return;
-    if (PQntuples(res) == 0) {
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
         not_found(t->req, "enrollment");
         return;
     }

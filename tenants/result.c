@@ -43,13 +43,46 @@ static void strip(plist_t node, const char *request_type, int depth)
     } while (ndoomed == 64);
 }
 
+/* 1 if `id` is one of the lines of `owned`. */
+static int owns(const char *owned, const char *id)
+{
+    size_t n = strlen(id);
+    for (const char *p = owned; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len == n && memcmp(p, id, n) == 0) return 1;
+        p = nl ? nl + 1 : NULL;
+    }
+    return 0;
+}
+
+/* ManagedApplicationList: {bundle id: attributes}; keep the tenant's own. */
+static void keep_owned_apps(plist_t root, const char *owned)
+{
+    plist_t list = plist_dict_get_item(root, "ManagedApplicationList");
+    if (!list || plist_get_node_type(list) != PLIST_DICT) return;
+    plist_t kept = plist_new_dict();
+    plist_dict_iter it = NULL;
+    plist_dict_new_iter(list, &it);
+    char *key = NULL;
+    plist_t val = NULL;
+    for (plist_dict_next_item(list, it, &key, &val); key; plist_dict_next_item(list, it, &key, &val)) {
+        if (owns(owned, key)) plist_dict_set_item(kept, key, plist_copy(val));
+        free(key);
+        key = NULL;
+    }
+    free(it);
+    plist_dict_set_item(root, "ManagedApplicationList", kept); /* frees the old list */
+}
+
 int lmdm_tenant_result_view(const char *request_type, const char *xml, size_t len, const char *tenant_uuid,
-                            lmdm_buf_t *out)
+                            const char *owned_apps, lmdm_buf_t *out)
 {
     char err[128];
     plist_t root = lmdm_mdm_plist_parse(xml, len, err, sizeof(err));
     if (!root) return LMDM_ERR_INVALID;
     strip(root, request_type, 0);
+    keep_owned_apps(root, owned_apps);
     if (tenant_uuid && *tenant_uuid) plist_dict_set_item(root, "CommandUUID", plist_new_string(tenant_uuid));
     else plist_dict_remove_item(root, "CommandUUID");
     char *text = NULL;

@@ -14,9 +14,11 @@
 
 /** Build the tenant's view of `xml` (the device's whole answer, an XML plist)
  * into `out` as an XML plist. `tenant_uuid` replaces CommandUUID (NULL or ""
- * removes it). Returns 0, or LMDM_ERR_INVALID if `xml` is not a plist
- * dictionary (out is then left empty). */
+ * removes it). `owned_apps`: the bundle ids this tenant installed on the
+ * device, one per line (NULL: none); a ManagedApplicationList answer keeps only
+ * those. Returns 0, or LMDM_ERR_INVALID if `xml` is not a plist dictionary
+ * (out is then left empty). */
 int lmdm_tenant_result_view(const char *request_type, const char *xml, size_t len, const char *tenant_uuid,
-                            lmdm_buf_t *out) LMDM_MUSTCHECK;
+                            const char *owned_apps, lmdm_buf_t *out) LMDM_MUSTCHECK;
 
 #endif

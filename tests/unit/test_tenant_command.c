@@ -159,25 +159,26 @@ static void test_result_view(void)
                          "<key>CommandUUID</key><string>0B8B5C57-1111-2222-3333-444455556666</string>"
                          "<key>ManagedApplicationList</key><dict><key>org.stmarys.rounds</key><dict>"
                          "<key>Status</key><string>Managed</string><key>SerialNumber</key><string>C02XYZ</string>"
-                         "</dict></dict><key>Items</key><array><dict><key>DeviceName</key><string>Dr. Ada's iPhone</string>"
+                         "</dict><key>org.owner.diary</key><dict><key>Status</key><string>Managed</string></dict></dict><key>Items</key><array><dict><key>DeviceName</key><string>Dr. Ada's iPhone</string>"
                          "<key>Keep</key><string>yes</string></dict></array></dict></plist>";
     lmdm_buf_t out = {0};
-    CHECK_INT_EQ(lmdm_tenant_result_view("ManagedApplicationList", answer, strlen(answer), "tenant-42", &out), 0);
+    CHECK_INT_EQ(lmdm_tenant_result_view("ManagedApplicationList", answer, strlen(answer), "tenant-42", "org.other\norg.stmarys.rounds", &out), 0);
     CHECK(out.data && strstr(out.data, "00008030") == NULL);
     CHECK(out.data && strstr(out.data, "C02XYZ") == NULL);
     CHECK(out.data && strstr(out.data, "Dr. Ada") == NULL);
     CHECK(out.data && strstr(out.data, "0B8B5C57") == NULL);
     CHECK(out.data && strstr(out.data, "<string>tenant-42</string>") != NULL);
     CHECK(out.data && strstr(out.data, "org.stmarys.rounds") != NULL);
+    CHECK(out.data && strstr(out.data, "org.owner.diary") == NULL); /* not this tenant's app */
     CHECK(out.data && strstr(out.data, "<string>yes</string>") != NULL);
     lmdm_buf_free(&out);
     memset(&out, 0, sizeof(out));
-    CHECK_INT_EQ(lmdm_tenant_result_view("X", answer, strlen(answer), NULL, &out), 0);
+    CHECK_INT_EQ(lmdm_tenant_result_view("X", answer, strlen(answer), NULL, NULL, &out), 0);
     CHECK(out.data && strstr(out.data, "CommandUUID") == NULL);
     lmdm_buf_free(&out);
     memset(&out, 0, sizeof(out));
-    CHECK(lmdm_tenant_result_view("X", "<plist><array/></plist>", 23, "u", &out) != 0);
-    CHECK(lmdm_tenant_result_view("X", "garbage", 7, "u", &out) != 0);
+    CHECK(lmdm_tenant_result_view("X", "<plist><array/></plist>", 23, "u", NULL, &out) != 0);
+    CHECK(lmdm_tenant_result_view("X", "garbage", 7, "u", NULL, &out) != 0);
     CHECK_INT_EQ(out.len, 0);
 }
 
