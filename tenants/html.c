@@ -92,7 +92,8 @@ static const char style[] =
     "ul{padding-left:1.2em}li{margin:.3em 0}.never li{list-style:'\\2715  '}"
     ".box{border:1px solid #ccc;border-radius:8px;padding:.2em 1em;margin:1em 0}"
     "form{display:inline-block;margin:.5em .5em .5em 0}"
-    "button,.button{font:inherit;padding:.6em 1.2em;border-radius:8px;border:1px solid #666;background:#f4f4f4;"
+    "button,.button{font:inherit;padding:.6em 1.2em;border-radius:8px;border:1px solid "
+    "#666;background:#f4f4f4;"
     "color:#111;text-decoration:none;display:inline-block}"
     "button.primary{background:#0a5;color:#fff;border-color:#0a5}"
     "button.danger{background:#c22;color:#fff;border-color:#c22}.muted{color:#666}"
@@ -112,7 +113,10 @@ void lmdm_html_begin(lmdm_buf_t *b, const char *title)
     lmdm_buf_puts(b, "</h1>\n");
 }
 
-void lmdm_html_end(lmdm_buf_t *b) { lmdm_buf_puts(b, "</main></body></html>\n"); }
+void lmdm_html_end(lmdm_buf_t *b)
+{
+    lmdm_buf_puts(b, "</main></body></html>\n");
+}
 
 void lmdm_html_para(lmdm_buf_t *b, const char *text)
 {
@@ -337,17 +341,19 @@ static void rule_item(lmdm_buf_t *b, const char *section, const char *key, const
 
 void lmdm_html_rules(lmdm_buf_t *b, const char *rules_json)
 {
-    json_t *root = rules_json ? json_loads(rules_json, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    json_t *root = rules_json ? json_loads(rules_json, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL) : NULL;
     size_t shown = 0;
     if (json_is_object(root) && json_object_size(root) > 0) {
         lmdm_buf_puts(b, "<ul class=\"rules\">\n");
         const char *section;
         json_t *sv;
-        json_object_foreach(root, section, sv) {
+        json_object_foreach(root, section, sv)
+        {
             if (json_is_object(sv) && json_object_size(sv) > 0) {
                 const char *key;
                 json_t *v;
-                json_object_foreach(sv, key, v) {
+                json_object_foreach(sv, key, v)
+                {
                     rule_item(b, section, key, v);
                     shown++;
                 }

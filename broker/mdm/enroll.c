@@ -8,20 +8,36 @@
  *                       server issues it)
  *     MDM payload       com.apple.mdm: where to check in, which push topic,
  *                       which identity, and the AccessRights below
- * and is signed (CMS SignedData, content attached) by the broker CA. */
+ *     web clip          com.apple.webClip.managed "My device — lmdm": the
+ *                       owner's link to the owner pages, carrying a fresh
+ *                       owner token (GET /enroll with secret_key and a PKCS#12
+ *                       identity only; see lmdm/owner.h)
+ * and is signed (CMS SignedData, content attached) by the broker CA.
+ *
+ * The owner token is bound to the device through the identity certificate of
+ * the same profile: GET /enroll stores the token's keyed hash with the
+ * certificate's SHA-256 fingerprint (owner_tokens) and answers only once that
+ * row is committed; the device presents the same certificate at Authenticate,
+ * where devices.cert_fpr gets the same fingerprint (lmdm_identity_fingerprint
+ * on both sides). A SCEP identity does not exist yet when the profile is
+ * built, so SCEP profiles carry no owner link. */
 #include "lmdm/enroll.h"
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/pkcs12.h>
 #include <openssl/rand.h>
 #include <plist/plist.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lmdm/app.h"
+#include "lmdm/db.h"
 #include "lmdm/identity.h"
 #include "lmdm/log.h"
+#include "lmdm/secrets.h"
 #include "lmdm/server.h"
 
 /* AccessRights: what the device lets the broker do. The device enforces this
@@ -192,8 +208,30 @@ static plist_t new_payload(const char *type, const char *identifier, const char 
     return d;
 }
 
+/* SHA-256 fingerprint of the certificate inside a PKCS#12 we just issued:
+ * read back the way the device will, so the fingerprint is of exactly the
+ * DER the device presents later. */
+static int p12_fingerprint(const unsigned char *p12, size_t len, const char *password,
+                           char fpr[LMDM_FINGERPRINT_LEN + 1])
+{
+    const unsigned char *p = p12;
+    PKCS12 *pk = d2i_PKCS12(NULL, &p, (long)len);
+    EVP_PKEY *key = NULL;
+    X509 *cert = NULL;
+    STACK_OF(X509) *chain = NULL;
+    int ok = pk && PKCS12_parse(pk, password, &key, &cert, &chain) == 1 && cert;
+    if (ok) lmdm_identity_fingerprint(cert, fpr);
+    EVP_PKEY_free(key);
+    X509_free(cert);
+    sk_X509_pop_free(chain, X509_free);
+    PKCS12_free(pk);
+    ERR_clear_error();
+    return ok ? 0 : -1;
+}
+
+/* fpr (may be NULL) gets the identity certificate's fingerprint. */
 static int pkcs12_payload(const lmdm_ca_t *ca, const char *ident, const char *uuid, plist_t *out,
-                          char *errbuf, size_t errlen)
+                          char fpr[LMDM_FINGERPRINT_LEN + 1], char *errbuf, size_t errlen)
 {
     char cn[64], rnd[33], password[33];
     if (random_hex(rnd, 8) != 0 || random_hex(password, 16) != 0) {
@@ -211,6 +249,13 @@ static int pkcs12_payload(const lmdm_ca_t *ca, const char *ident, const char *uu
     if (rv != 0) {
         OPENSSL_cleanse(password, sizeof(password));
         return rv;
+    }
+    if (fpr && p12_fingerprint(p12, p12_len, password, fpr) != 0) {
+        OPENSSL_cleanse(p12, p12_len);
+        OPENSSL_cleanse(password, sizeof(password));
+        free(p12);
+        errf(errbuf, errlen, "reading back the issued PKCS#12 failed");
+        return LMDM_ERR_TLS;
     }
     plist_t d = new_payload("com.apple.security.pkcs12", ident, uuid, "Device identity");
     set_str(d, "PayloadCertificateFileName", "lmdm-device.p12");
@@ -306,8 +351,32 @@ static plist_t mdm_payload(const lmdm_config_t *cfg, const char *base, const cha
     return d;
 }
 
-int lmdm_enroll_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enroll_kind_t kind,
-                        const char *managed_apple_id, lmdm_buf_t *out, char *errbuf, size_t errlen)
+#define OWNER_CLIP_LABEL "My device \u2014 lmdm"
+
+/* The owner's way to the owner pages: a web clip on the home screen. It opens
+ * in Safari (FullScreen false) on purpose: a full-screen web clip keeps its
+ * own cookies, and the owner session must be in Safari's, where invitation
+ * links open. */
+static plist_t webclip_payload(const char *base, const char *ident, const char *uuid, const char *token)
+{
+    plist_t d = new_payload("com.apple.webClip.managed", ident, uuid, OWNER_CLIP_LABEL);
+    set_str(d, "Label", OWNER_CLIP_LABEL);
+    size_t n = strlen(base) + strlen(token) + 32;
+    char *url = lmdm_xmalloc(n);
+    snprintf(url, n, "%s/owner/login?token=%s", base, token);
+    set_str(d, "URL", url);
+    OPENSSL_cleanse(url, n);
+    free(url);
+    plist_dict_set_item(d, "IsRemovable", plist_new_bool(1));
+    plist_dict_set_item(d, "FullScreen", plist_new_bool(0));
+    return d;
+}
+
+/* lmdm_enroll_profile, plus: with owner_token a web clip to the owner pages,
+ * and (pkcs12 only) the identity certificate's fingerprint into fpr. */
+static int build_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enroll_kind_t kind,
+                         const char *managed_apple_id, const char *owner_token,
+                         char fpr[LMDM_FINGERPRINT_LEN + 1], lmdm_buf_t *out, char *errbuf, size_t errlen)
 {
     if (!cfg || !ca || !out || (kind != LMDM_ENROLL_DEVICE && kind != LMDM_ENROLL_USER)) {
         errf(errbuf, errlen, "enrollment profile: invalid argument");
@@ -347,8 +416,8 @@ int lmdm_enroll_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enro
     uint32_t xml_len = 0;
     unsigned char *signed_der = NULL;
     size_t signed_len = 0;
-    char top_uuid[37], id_uuid[37], mdm_uuid[37], ident[192], sub[256];
-    if (uuid_v4(top_uuid) || uuid_v4(id_uuid) || uuid_v4(mdm_uuid)) {
+    char top_uuid[37], id_uuid[37], mdm_uuid[37], clip_uuid[37], ident[192], sub[256];
+    if (uuid_v4(top_uuid) || uuid_v4(id_uuid) || uuid_v4(mdm_uuid) || uuid_v4(clip_uuid)) {
         errf(errbuf, errlen, "no randomness for payload UUIDs");
         rv = LMDM_ERR_TLS;
         goto out;
@@ -357,7 +426,7 @@ int lmdm_enroll_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enro
 
     snprintf(sub, sizeof(sub), "%s.identity", ident);
     rv = scep ? scep_payload(cfg, sub, id_uuid, &identity, errbuf, errlen)
-              : pkcs12_payload(ca, sub, id_uuid, &identity, errbuf, errlen);
+              : pkcs12_payload(ca, sub, id_uuid, &identity, fpr, errbuf, errlen);
     if (rv != 0) goto out;
 
     const char *org = cfg->enroll_org && *cfg->enroll_org ? cfg->enroll_org : "lmdm";
@@ -378,6 +447,10 @@ int lmdm_enroll_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enro
     identity = NULL; /* owned by content now */
     snprintf(sub, sizeof(sub), "%s.mdm", ident);
     plist_array_append_item(content, mdm_payload(cfg, base, sub, mdm_uuid, id_uuid, kind, managed_apple_id));
+    if (owner_token) {
+        snprintf(sub, sizeof(sub), "%s.owner", ident);
+        plist_array_append_item(content, webclip_payload(base, sub, clip_uuid, owner_token));
+    }
     plist_dict_set_item(profile, "PayloadContent", content);
 
     plist_to_xml(profile, &xml, &xml_len);
@@ -394,7 +467,7 @@ int lmdm_enroll_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enro
     lmdm_buf_append(out, signed_der, signed_len);
 out:
     if (xml) {
-        OPENSSL_cleanse(xml, xml_len); /* it holds the PKCS#12 password in clear */
+        OPENSSL_cleanse(xml, xml_len); /* it holds the PKCS#12 password (and owner token) in clear */
         plist_to_xml_free(xml);
     }
     free(signed_der);
@@ -402,6 +475,12 @@ out:
     plist_free(profile);
     free(base);
     return rv;
+}
+
+int lmdm_enroll_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enroll_kind_t kind,
+                        const char *managed_apple_id, lmdm_buf_t *out, char *errbuf, size_t errlen)
+{
+    return build_profile(cfg, ca, kind, managed_apple_id, NULL, NULL, out, errbuf, errlen);
 }
 
 /* ---- GET /enroll ---- */
@@ -433,6 +512,54 @@ static char *query_decode(lmdm_arena_t *a, const char *s, size_t n)
     }
     out[o] = '\0';
     return out;
+}
+
+/* GET /enroll in flight: the built profile waits for its owner token row. */
+typedef struct {
+    lmdm_http_req_t *req;
+    lmdm_enroll_kind_t kind;
+    uint64_t t0;
+    lmdm_buf_t profile;
+    int with_owner;
+    char fpr[LMDM_FINGERPRINT_LEN + 1];
+    char token_hash[65];
+} enroll_ctx_t;
+
+static const lmdm_db_stmt_t st_owner_token = {
+    "enroll_owner_token", "INSERT INTO owner_tokens (token_hash, cert_fpr) VALUES ($1, $2)", 2};
+
+static void enroll_respond(enroll_ctx_t *x)
+{
+    lmdm_http_req_t *req = x->req;
+    const lmdm_app_t *app = (const lmdm_app_t *)req->worker->app;
+    /* The managed Apple ID is personal data: not logged. */
+    lmdm_info("conn=%llu: enrollment profile issued (%s, %s%s, %llu ms)", (unsigned long long)req->conn_id,
+              x->kind == LMDM_ENROLL_USER ? "user" : "device", app->cfg->enroll_identity,
+              x->with_owner ? ", owner link" : "", (unsigned long long)((lmdm_now_ns() - x->t0) / 1000000));
+    lmdm_http_resp_header(req, "Content-Disposition", "attachment; filename=\"lmdm.mobileconfig\"");
+    /* A fresh private key, its password and the owner token are inside: no
+     * cache may keep it. */
+    lmdm_http_resp_header(req, "Cache-Control", "no-store");
+    lmdm_buf_t profile = x->profile;
+    lmdm_http_respond(req, 200, "application/x-apple-aspen-config", profile.data, profile.len);
+    lmdm_buf_free(&profile);
+}
+
+static void owner_token_done(void *arg, int err, PGresult *res)
+{
+    enroll_ctx_t *x = arg;
+    if (err) {
+        if (err == LMDM_ERR_DB)
+            lmdm_error("conn=%llu: storing the owner token failed: %s", (unsigned long long)x->req->conn_id,
+                       PQresultErrorMessage(res));
+        lmdm_buf_free(&x->profile);
+        if (err == LMDM_ERR_DB)
+            lmdm_http_respond_error(x->req, 500, "internal", "database error");
+        else
+            lmdm_http_respond_unavailable(x->req);
+        return;
+    }
+    enroll_respond(x);
 }
 
 void lmdm_enroll_handle(lmdm_http_req_t *req)
@@ -498,24 +625,53 @@ void lmdm_enroll_handle(lmdm_http_req_t *req)
         return;
     }
 
-    lmdm_buf_t out = {0};
-    char err[256];
-    uint64_t t0 = lmdm_now_ns();
-    int rv = lmdm_enroll_profile(app->cfg, app->ca, kind, apple_id, &out, err, sizeof(err));
+    /* The owner link needs the master secret (token hash) and the identity
+     * certificate (fingerprint): no secret_key or a SCEP identity, no link. */
+    static atomic_flag warned_no_secret = ATOMIC_FLAG_INIT, warned_scep = ATOMIC_FLAG_INIT;
+    int scep = app->cfg->enroll_identity && strcmp(app->cfg->enroll_identity, "scep") == 0;
+    int with_owner = app->secrets && !scep;
+    if (!app->secrets && !atomic_flag_test_and_set(&warned_no_secret))
+        lmdm_warn("no secret_key: enrollment profiles carry no owner link (the owner pages cannot work)");
+    if (app->secrets && scep && !atomic_flag_test_and_set(&warned_scep))
+        lmdm_warn("enroll_identity = scep: enrollment profiles carry no owner link (docs/owner.md)");
+    if (with_owner && !req->worker->db) {
+        lmdm_http_respond_unavailable(req);
+        return;
+    }
+
+    enroll_ctx_t *x = lmdm_arena_alloc(req->arena, sizeof(*x));
+    memset(x, 0, sizeof(*x));
+    x->req = req;
+    x->kind = kind;
+    x->t0 = lmdm_now_ns();
+    char token[64], err[256];
+    if (with_owner && lmdm_secrets_new_token("", token, sizeof(token)) != 0) {
+        lmdm_error("conn=%llu: enrollment profile: no randomness for the owner token",
+                   (unsigned long long)req->conn_id);
+        lmdm_http_respond_error(req, 500, "enroll_failed", "the enrollment profile could not be built");
+        return;
+    }
+    int rv = build_profile(app->cfg, app->ca, kind, apple_id, with_owner ? token : NULL,
+                           with_owner ? x->fpr : NULL, &x->profile, err, sizeof(err));
     if (rv != 0) {
+        OPENSSL_cleanse(token, sizeof(token));
         /* Configuration problems: the operator has to act, the client cannot. */
         lmdm_error("conn=%llu: enrollment profile: %s", (unsigned long long)req->conn_id, err);
         lmdm_http_respond_error(req, 500, "enroll_failed", "the enrollment profile could not be built");
-        lmdm_buf_free(&out);
+        lmdm_buf_free(&x->profile);
         return;
     }
-    /* The managed Apple ID is personal data: not logged. */
-    lmdm_info("conn=%llu: enrollment profile issued (%s, %s, %llu ms)", (unsigned long long)req->conn_id,
-              kind == LMDM_ENROLL_USER ? "user" : "device", app->cfg->enroll_identity,
-              (unsigned long long)((lmdm_now_ns() - t0) / 1000000));
-    lmdm_http_resp_header(req, "Content-Disposition", "attachment; filename=\"lmdm.mobileconfig\"");
-    /* A fresh private key and its password are inside: no cache may keep it. */
-    lmdm_http_resp_header(req, "Cache-Control", "no-store");
-    lmdm_http_respond(req, 200, "application/x-apple-aspen-config", out.data, out.len);
-    lmdm_buf_free(&out);
+    if (!with_owner) {
+        enroll_respond(x);
+        return;
+    }
+    /* The owner token works only once its hash is stored: commit first. */
+    lmdm_secrets_token_hash(app->secrets, "owner", token, x->token_hash);
+    OPENSSL_cleanse(token, sizeof(token));
+    x->with_owner = 1;
+    const char *params[] = {x->token_hash, x->fpr};
+    if (lmdm_db_query(req->worker->db, &st_owner_token, 2, params, owner_token_done, x) != 0) {
+        lmdm_buf_free(&x->profile);
+        lmdm_http_respond_unavailable(req);
+    }
 }

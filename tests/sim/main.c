@@ -372,11 +372,12 @@ static int cmd_enroll(int argc, char **argv)
     }
     static const char *const trust_names[] = {"unsigned", "untrusted", "trusted"};
     json_t *sum = json_pack(
-        "{s:s, s:s, s:s?, s:s, s:s, s:s, s:b, s:b, s:s, s:I, s:s}", "dir", co.dir, "enrollment",
+        "{s:s, s:s, s:s?, s:s, s:s, s:s, s:b, s:b, s:s, s:I, s:s, s:s?}", "dir", co.dir, "enrollment",
         d.user_enrollment ? "user" : "device", "udid", d.user_enrollment ? NULL : d.udid, "enrollment_id",
         d.enrollment_id, "server_url", d.server_url, "checkin_url", sim_device_checkin_url(&d),
         "sign_message", d.sign_message, "user_enrollment", d.user_enrollment, "topic", d.topic,
-        "access_rights", (json_int_t)d.access_rights, "profile_signer", trust_names[d.profile_trust + 1]);
+        "access_rights", (json_int_t)d.access_rights, "profile_signer", trust_names[d.profile_trust + 1],
+        "owner_url", d.owner_url[0] ? d.owner_url : NULL);
     char *s = json_dumps(sum, JSON_COMPACT);
     printf("%s\n", s);
     free(s);

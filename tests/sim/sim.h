@@ -155,6 +155,7 @@ typedef struct sim_device {
     char profile_display_name[256];
     char profile_organization[256];
     char enroll_url[1024];
+    char owner_url[1024]; /* URL of the com.apple.webClip.managed payload (the owner's link); "" if none */
     int profile_trust; /* of the last profile applied: see sim_profile_unwrap (not saved) */
     /* Invented at enrollment (seedable). */
     bool user_enrollment;

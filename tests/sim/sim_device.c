@@ -226,6 +226,11 @@ int sim_device_apply_profile(sim_device_t *d, const unsigned char *body, size_t 
     TAKE(d->profile_display_name, root, "PayloadDisplayName");
     TAKE(d->profile_organization, root, "PayloadOrganization");
 
+    /* A web clip the device would put on the home screen: the broker's owner
+     * link (the first one, if several). */
+    plist_t clip = find_payload(content, "PayloadType", "com.apple.webClip.managed");
+    d->owner_url[0] = '\0';
+    if (clip) TAKE(d->owner_url, clip, "URL");
     plist_t mdm = find_payload(content, "PayloadType", "com.apple.mdm");
     if (!mdm) {
         sim_errf(err, errlen, "profile has no com.apple.mdm payload");
@@ -348,7 +353,7 @@ int sim_device_load_identity(sim_device_t *d, char *err, size_t errlen)
     X(profile_organization) X(enroll_url) X(managed_apple_id) X(platform) X(udid) X(serial) X(enrollment_id) \
     X(enrollment_user_id) X(push_token) X(push_magic) X(user_push_token) X(user_push_magic) X(unlock_token)  \
     X(os_version) X(build_version) X(product_name) X(model) X(model_name) X(device_name) X(imei) X(meid)     \
-    X(user_id) X(user_short_name) X(user_long_name) X(cacert)
+    X(user_id) X(user_short_name) X(user_long_name) X(cacert) X(owner_url)
 // clang-format on
 
 json_t *sim_device_to_json(const sim_device_t *d)
