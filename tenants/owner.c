@@ -404,7 +404,7 @@ static void login_done(void *arg, int err, PGresult *res)
     }
     /* The token leaves the URL: from now on it travels in the cookie only. */
     char *cookie = lmdm_arena_printf(x->req->arena, "%s=%s; Path=/; HttpOnly; SameSite=Lax%s",
-                                     LMDM_OWNER_COOKIE, x->token, https_public(x) ? "; Secure" : "");
+                                     LMDM_OWNER_COOKIE, x->token, https_public(x) || lmdm_http_req_is_tls(x->req) ? "; Secure" : "");
     lmdm_http_resp_header(x->req, "Set-Cookie", cookie);
     lmdm_http_resp_header(x->req, "Location", "/owner");
     lmdm_info("conn=%llu: owner login (device %s)", (unsigned long long)x->req->conn_id,

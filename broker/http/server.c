@@ -240,6 +240,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+int lmdm_http_req_is_tls(const lmdm_http_req_t *req) { return req->conn && req->conn->tls; }
+
 X509 *lmdm_http_req_peer_cert(const lmdm_http_req_t *req)
 {
     if (!req->conn || !req->conn->tls) return NULL;

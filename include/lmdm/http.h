@@ -94,6 +94,9 @@ int lmdm_http_req_orphaned(const lmdm_http_req_t *req);
 struct x509_st *lmdm_http_req_peer_cert(const lmdm_http_req_t *req);
 struct stack_st_X509 *lmdm_http_req_peer_chain(const lmdm_http_req_t *req);
 
+/** 1 if the request came over one of the broker's own TLS listeners. */
+int lmdm_http_req_is_tls(const lmdm_http_req_t *req);
+
 /** Numeric address of the peer (without the port) into out. */
 void lmdm_http_req_peer_ip(const lmdm_http_req_t *req, char *out, size_t outlen);
 
