@@ -35,6 +35,7 @@
 
 #include "lmdm/app.h"
 #include "lmdm/db.h"
+#include "lmdm/html.h"
 #include "lmdm/identity.h"
 #include "lmdm/log.h"
 #include "lmdm/secrets.h"
@@ -485,35 +486,6 @@ int lmdm_enroll_profile(const lmdm_config_t *cfg, const lmdm_ca_t *ca, lmdm_enro
 
 /* ---- GET /enroll ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes s[0..n) into an arena string ('+' is a space, as in HTML
- * forms). NULL for a broken escape or an encoded NUL. */
-static char *query_decode(lmdm_arena_t *a, const char *s, size_t n)
-{
-    char *out = lmdm_arena_alloc(a, n + 1);
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%') {
-            if (i + 2 >= n) return NULL;
-            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
-            if (h < 0 || l < 0 || (h == 0 && l == 0)) return NULL;
-            out[o++] = (char)(h * 16 + l);
-            i += 2;
-        } else {
-            out[o++] = s[i] == '+' ? ' ' : s[i];
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* GET /enroll in flight: the built profile waits for its owner token row. */
 typedef struct {
     lmdm_http_req_t *req;
@@ -574,35 +546,31 @@ void lmdm_enroll_handle(lmdm_http_req_t *req)
         lmdm_http_respond_error(req, 400, "bad_query", "query string too long");
         return;
     }
-    const char *kind_s = NULL, *apple_id = NULL;
-    while (*q) {
-        size_t seg = strcspn(q, "&");
-        if (seg > 0) {
-            const char *eq = memchr(q, '=', seg);
-            size_t nlen = eq ? (size_t)(eq - q) : seg;
-            char *name = query_decode(req->arena, q, nlen);
-            char *val = eq ? query_decode(req->arena, eq + 1, seg - nlen - 1) : NULL;
-            if (!name || !eq || !val) {
-                lmdm_http_respond_error(req, 400, "bad_query", "malformed query parameter");
-                return;
-            }
-            const char **slot = !strcmp(name, "kind")               ? &kind_s
-                                : !strcmp(name, "managed_apple_id") ? &apple_id
-                                                                    : NULL;
-            if (!slot) {
-                lmdm_http_respond_error(req, 400, "bad_query",
-                                        "unknown query parameter (kind, managed_apple_id)");
-                return;
-            }
-            if (*slot) {
+    lmdm_form_field_t fields[LMDM_FORM_MAX_FIELDS];
+    size_t nfields = 0;
+    int bare = 0; /* a parameter without '=' */
+    for (const char *p = q; *p;) {
+        size_t seg = strcspn(p, "&");
+        if (seg > 0 && !memchr(p, '=', seg)) bare = 1;
+        p += seg + (p[seg] == '&');
+    }
+    if (bare || lmdm_form_parse(req->arena, q, strlen(q), fields, LMDM_FORM_MAX_FIELDS, &nfields) != 0) {
+        lmdm_http_respond_error(req, 400, "bad_query", "malformed query parameter");
+        return;
+    }
+    for (size_t i = 0; i < nfields; i++) {
+        if (strcmp(fields[i].name, "kind") != 0 && strcmp(fields[i].name, "managed_apple_id") != 0) {
+            lmdm_http_respond_error(req, 400, "bad_query", "unknown query parameter (kind, managed_apple_id)");
+            return;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(fields[k].name, fields[i].name) == 0) {
                 lmdm_http_respond_error(req, 400, "bad_query", "query parameter given twice");
                 return;
             }
-            *slot = val;
-        }
-        q += seg;
-        if (*q == '&') q++;
     }
+    const char *kind_s = lmdm_form_get(fields, nfields, "kind");
+    const char *apple_id = lmdm_form_get(fields, nfields, "managed_apple_id");
     lmdm_enroll_kind_t kind = LMDM_ENROLL_DEVICE;
     if (kind_s && !strcmp(kind_s, "user"))
         kind = LMDM_ENROLL_USER;

@@ -125,5 +125,23 @@ e2e_start() {
   e2e_serve
 }
 
+# A broker with everything a device and a tenant need: broker CA, master
+# secret, public_url on the TLS listener, push topic; extra config lines as
+# arguments. Gives psqlq "SQL" for one-value queries.
+e2e_start_full() {
+  e2e_db
+  e2e_certs
+  e2e_config "$DB_CONNINFO" \
+    "ca_cert = \"$T/ca/ca.crt\"" "ca_key = \"$T/ca/ca.key\"" "secret_key = \"$T/secret.key\"" \
+    "apns_topic = \"com.apple.mgmt.External.e2e\"" "$@"
+  echo "public_url = \"$TLS_URL\"" >>"$CONF"
+  mkdir -p "$T/ca"
+  "$LMDM_BIN" ca init --config "$CONF" >/dev/null
+  "$LMDM_BIN" secret init --config "$CONF" >/dev/null
+  e2e_migrate
+  e2e_serve
+}
+psqlq() { psql -qAt "$DB_CONNINFO" -c "$1"; }
+
 # curl shortcuts: status code only, and full output with headers.
 code() { curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" "$@"; }

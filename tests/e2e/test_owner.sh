@@ -10,19 +10,8 @@
 SIM="$LMDM_BUILD/tests/sim/lmdm-sim"
 [ -x "$SIM" ] || { echo "missing $SIM"; exit 1; }
 
-e2e_db
-e2e_certs
-e2e_config "$DB_CONNINFO" \
-  "ca_cert = \"$T/ca/ca.crt\"" "ca_key = \"$T/ca/ca.key\"" "secret_key = \"$T/secret.key\"" \
-  "apns_topic = \"com.apple.mgmt.External.e2e-owner\"" "mdm_max_body = 64k" "log_level = debug"
-echo "public_url = \"$TLS_URL\"" >>"$CONF"
-mkdir -p "$T/ca"
-"$LMDM_BIN" ca init --config "$CONF" >/dev/null
-"$LMDM_BIN" secret init --config "$CONF" >/dev/null
-e2e_migrate
-e2e_serve
+e2e_start_full "mdm_max_body = 64k" "log_level = debug"
 
-psqlq() { psql -qAt "$DB_CONNINFO" -c "$1"; }
 # page URL [curl args...] -> headers + body, "HTTP <code>" on the last line
 page() { local u=$1; shift; curl -s -i --cacert "$CA" -w '\nHTTP %{http_code}' "$@" "$u"; }
 status() { tail -n1 <<<"$1" | cut -d' ' -f2; }

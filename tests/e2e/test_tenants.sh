@@ -16,20 +16,8 @@ SINK="$LMDM_BUILD/tests/tools/webhook-sink"
 SINK_PIDS=()
 trap 'for p in "${SINK_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; e2e_cleanup' EXIT
 
-e2e_db
-e2e_certs
-e2e_config "$DB_CONNINFO" \
-  "ca_cert = \"$T/ca/ca.crt\"" "ca_key = \"$T/ca/ca.key\"" "secret_key = \"$T/secret.key\"" \
-  "apns_topic = \"com.apple.mgmt.External.e2e-tenants\"" "mdm_max_body = 256k" \
-  "webhook_backoff_max = 1" "webhook_timeout = 2s"
-echo "public_url = \"$TLS_URL\"" >>"$CONF"
-mkdir -p "$T/ca"
-"$LMDM_BIN" ca init --config "$CONF" >/dev/null
-"$LMDM_BIN" secret init --config "$CONF" >/dev/null
-e2e_migrate
-e2e_serve
+e2e_start_full "mdm_max_body = 256k" "webhook_backoff_max = 1" "webhook_timeout = 2s"
 
-psqlq() { psql -qAt "$DB_CONNINFO" -c "$1"; }
 api() { # api METHOD PATH KEY [curl args...] -> body, "HTTP <code>" on the last line
   local m=$1 p=$2 k=$3; shift 3
   curl -s --cacert "$CA" -X "$m" -H "Authorization: Bearer $k" -w '\nHTTP %{http_code}' "$@" "$TLS_URL$p"
