@@ -16,6 +16,8 @@ set -euo pipefail
 PROG=${0##*/}
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${LMDM_BUILD_DIR:-$SRC/build}
+# shellcheck source=bench/lib.sh
+. "$SRC/bench/lib.sh"
 
 REQUESTS=200000
 CLIENTS=100
@@ -53,14 +55,6 @@ Options:
 EOF
 }
 
-die() {
-    echo "$PROG: $*" >&2
-    exit 1
-}
-posint() { # posint VALUE OPTION
-    case "$1" in '' | *[!0-9]* | 0) die "$2 needs a positive number, not '$1'" ;; esac
-}
-
 while [ "$#" -gt 0 ]; do
     case "$1" in
         -h | --help) usage; exit 0 ;;
@@ -83,15 +77,9 @@ case "$BUILD" in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 [ "$CLIENTS" -ge "$H2LOAD_THREADS" ] || die "-c ($CLIENTS) must be at least -t ($H2LOAD_THREADS)"
 [ "$SERVER_THREADS" -le 256 ] || die "--threads is at most 256 (lmdm's workers bound)"
 
-say() { echo "==> $*"; }
-
 # ------------------------------------------------------------------- tools
 
-need_install=0
-for tool in h2load nghttpd curl; do
-    command -v "$tool" >/dev/null 2>&1 || need_install=1
-done
-if [ "$need_install" -eq 1 ]; then
+if ! bench_have h2load nghttpd curl; then
     if [ "$(id -u)" -eq 0 ]; then
         say "installing missing packages (h2load and nghttpd: nghttp2-client, nghttp2-server)"
         "$SRC/deploy/install-deps.sh"
@@ -100,69 +88,32 @@ if [ "$need_install" -eq 1 ]; then
     fi
 fi
 
-if [ "$DO_BUILD" -eq 1 ]; then
-    if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-        say "configuring $BUILD"
-        cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    fi
-    say "building lmdm and idle_conns in $BUILD"
-    cmake --build "$BUILD" --target lmdm idle_conns -j "$(nproc 2>/dev/null || echo 2)"
-fi
+bench_build lmdm idle_conns
 LMDM=$BUILD/lmdm
 IDLE_CONNS=$BUILD/bench/idle_conns
-[ -x "$LMDM" ] && [ -x "$IDLE_CONNS" ] || die "$LMDM or $IDLE_CONNS missing (build first, or drop --no-build)"
-if [ -f "$BUILD/CMakeCache.txt" ]; then
-    grep -q '^LMDM_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt" &&
-        echo "$PROG: WARNING: $BUILD is a sanitizer build; its figures mean little" >&2
-    grep -q '^CMAKE_BUILD_TYPE:STRING=Debug' "$BUILD/CMakeCache.txt" &&
-        echo "$PROG: WARNING: $BUILD is a Debug build; its figures mean little" >&2
-fi
+bench_check_build "$LMDM" "$IDLE_CONNS"
 
 # Descriptors: h2load's connections, the idle ones, and some slack, for lmdm
 # (which inherits this limit) and for the clients.
-need_fds=$((CLIENTS + IDLE + 256))
-hard=$(ulimit -Hn)
-if [ "$hard" != unlimited ] && [ "$hard" -lt "$need_fds" ]; then
-    die "this benchmark needs $need_fds open files but the hard limit is $hard (raise it, e.g. in /etc/security/limits.conf)"
-fi
-if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$need_fds" ]; then
-    ulimit -Sn "$need_fds"
-fi
+bench_raise_fds $((CLIENTS + IDLE + 256)) --strict
 
 # ------------------------------------------------------------ environment
 
-T=""
-LMDM_PID=""
 NGHTTPD_PID=""
 IDLE_PID=""
-PG_STARTED=0
 
 # shellcheck disable=SC2317 # called by bench_cleanup
 bench_extra_cleanup() {
     stop_pid "$IDLE_PID"
     stop_pid "$NGHTTPD_PID"
 }
-# shellcheck source=bench/lib.sh
-. "$SRC/bench/lib.sh"
+bench_begin
 
 # CPU pinning: servers on the first CPUs, h2load on the next ones, so that
 # neither steals the other's core. Only when there are enough CPUs.
-NCPU=$(nproc 2>/dev/null || echo 1)
-SERVER_PIN=()
-CLIENT_PIN=()
-if [ "$PIN" -eq 1 ] && command -v taskset >/dev/null 2>&1 &&
-    [ "$NCPU" -ge $((SERVER_THREADS + H2LOAD_THREADS)) ]; then
-    cpus() { if [ "$1" -eq "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
-    SERVER_PIN=(taskset -c "$(cpus 0 $((SERVER_THREADS - 1)))")
-    CLIENT_PIN=(taskset -c "$(cpus "$SERVER_THREADS" $((SERVER_THREADS + H2LOAD_THREADS - 1)))")
-fi
+bench_pin "$SERVER_THREADS" "$H2LOAD_THREADS"
 
-say "private PostgreSQL in $T/pg"
-bash "$SRC/deploy/pg.sh" init --fast "$T/pg" >/dev/null
-PG_STARTED=1
-bash "$SRC/deploy/pg.sh" start "$T/pg" >/dev/null
-bash "$SRC/deploy/pg.sh" createdb "$T/pg" lmdm >/dev/null
-CONNINFO=$(bash "$SRC/deploy/pg.sh" conninfo "$T/pg" lmdm)
+bench_pg_start 0 # no statement tracking
 
 LMDM_PORT=$(free_port)
 cat >"$T/lmdm.conf" <<EOF
@@ -181,17 +132,7 @@ unset LMDM_DATABASE_URL LMDM_CONFIG
 "$LMDM" migrate --config "$T/lmdm.conf" >/dev/null
 
 start_lmdm() {
-    ${SERVER_PIN[@]+"${SERVER_PIN[@]}"} "$LMDM" serve --config "$T/lmdm.conf" >>"$T/lmdm.log" 2>&1 &
-    LMDM_PID=$!
-    for _ in $(seq 100); do
-        if curl -fsS -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$LMDM_PORT/healthz" 2>/dev/null; then
-            return 0
-        fi
-        kill -0 "$LMDM_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    cat "$T/lmdm.log" >&2
-    die "lmdm serve did not come up"
+    bench_start_lmdm "$T/lmdm.conf" "http://127.0.0.1:$LMDM_PORT/healthz" --http2-prior-knowledge
 }
 
 say "starting lmdm ($SERVER_THREADS worker(s)) on 127.0.0.1:$LMDM_PORT"
@@ -203,14 +144,10 @@ curl -fsS --http2-prior-knowledge "http://127.0.0.1:$LMDM_PORT/healthz" -o "$T/w
 BODY_BYTES=$(wc -c <"$T/www/healthz")
 NGHTTPD_PORT=$(free_port)
 say "starting nghttpd (-n $SERVER_THREADS) on 127.0.0.1:$NGHTTPD_PORT serving a $BODY_BYTES-byte file"
-${SERVER_PIN[@]+"${SERVER_PIN[@]}"} nghttpd --no-tls -n "$SERVER_THREADS" -d "$T/www" "$NGHTTPD_PORT" \
-    >"$T/nghttpd.log" 2>&1 &
+server_bg nghttpd --no-tls -n "$SERVER_THREADS" -d "$T/www" "$NGHTTPD_PORT" >"$T/nghttpd.log" 2>&1
 NGHTTPD_PID=$!
-for _ in $(seq 100); do
-    curl -fsS -o /dev/null --http2-prior-knowledge "http://127.0.0.1:$NGHTTPD_PORT/healthz" 2>/dev/null && break
-    kill -0 "$NGHTTPD_PID" 2>/dev/null || { cat "$T/nghttpd.log" >&2; die "nghttpd did not start"; }
-    sleep 0.1
-done
+bench_wait_up "$NGHTTPD_PID" "$T/nghttpd.log" "nghttpd did not start" \
+    "http://127.0.0.1:$NGHTTPD_PORT/healthz" --http2-prior-knowledge
 
 # ------------------------------------------------------------- throughput
 
@@ -218,13 +155,12 @@ done
 # the server's CPU use during the run (100 per fully busy thread): a server
 # well below its threads x 100 means the client, not the server, set the pace.
 # The full h2load report stays in $T.
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run_h2load() {
     local name=$1 port=$2 pid=$3 n=$4 out rps ok t0 t1 c0 c1
     out="$T/h2load-$name.txt"
     c0=$(ticks "$pid")
     t0=$(date +%s%N)
-    if ! ${CLIENT_PIN[@]+"${CLIENT_PIN[@]}"} h2load -n "$n" -c "$CLIENTS" -m "$STREAMS" -t "$H2LOAD_THREADS" \
+    if ! client h2load -n "$n" -c "$CLIENTS" -m "$STREAMS" -t "$H2LOAD_THREADS" \
         "http://127.0.0.1:$port/healthz" >"$out" 2>&1; then
         cat "$out" >&2
         die "h2load against $name failed"
@@ -237,8 +173,7 @@ run_h2load() {
         cat "$out" >&2
         die "h2load against $name: not every request got a 2xx answer (see above)"
     fi
-    awk -v r="$rps" -v c=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v ns=$((t1 - t0)) \
-        'BEGIN { printf "%s %.0f\n", r, 100 * c / hz / (ns / 1e9) }'
+    echo "$rps $(cpu_pct $((c1 - c0)) $((t1 - t0)))"
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -287,7 +222,7 @@ RSS_BEFORE=$(rss_kib)
 "$IDLE_CONNS" -n "$IDLE" -t 60 127.0.0.1 "$LMDM_PORT" >"$T/idle.out" 2>"$T/idle.err" &
 IDLE_PID=$!
 for _ in $(seq 650); do
-    grep -q '^established ' "$T/idle.out" && break
+    grep -qs '^established ' "$T/idle.out" && break
     if ! kill -0 "$IDLE_PID" 2>/dev/null; then
         cat "$T/idle.err" >&2
         die "idle_conns could not establish $IDLE connections"
@@ -320,12 +255,7 @@ cat <<EOF
 EOF
 # Errors in the broker's log make the figures suspect (warnings such as "no
 # broker CA" are expected: the benchmark configures only what it measures).
-errors=$(grep -c ' error ' "$T/lmdm.log" || true)
-if [ "$errors" -gt 0 ]; then
-    echo
-    echo "lmdm logged $errors error line(s); the first ones:"
-    grep ' error ' "$T/lmdm.log" | head -n 5
-fi
+bench_log_errors
 if [ "$STRICT" -eq 1 ] && { [ "$RATIO_OK" != met ] || [ "$MEM_OK" != met ]; }; then
     exit 3
 fi

@@ -1,10 +1,135 @@
-# Shared by the benchmark scripts (sourced, not run). Expects PROG, SRC, die(),
-# LMDM_PID and PG_STARTED to be set by the script; a script with processes of
-# its own defines bench_extra_cleanup() before sourcing this file.
+# shellcheck shell=bash
+# Shared by the benchmark scripts (sourced, not run, right after PROG and SRC
+# are set). A script with processes of its own defines bench_extra_cleanup(),
+# which the exit trap calls before stopping lmdm and PostgreSQL.
 #
-# Gives: stop_pid, free_port, $T (a short scratch directory under /tmp, which
-# the PostgreSQL socket path needs and which the server user can reach as
-# root), and a trap that stops everything the script started and removes $T.
+# Gives, for the scripts' own options and checks: die, posint, say,
+# bench_have, bench_need_tools, bench_build, bench_check_build,
+# bench_raise_fds, bench_pin (NCPU, SERVER_PIN, CLIENT_PIN).
+# Then bench_begin makes $T (a short scratch directory under /tmp, which the
+# PostgreSQL socket path needs and which the server user can reach as root)
+# and sets the trap that stops everything the script started and removes $T.
+# After it: free_port, stop_pid, client, client_bg, server_bg, bench_wait_up,
+# bench_pg_start (CONNINFO, psqlq, stmt_reset), bench_certs_ports,
+# bench_lmdm_conf, bench_start_lmdm (LMDM_PID), bench_check_enrolled,
+# bench_pgbench (TPS, PGLAT), ticks, cpu_pct, bench_log_errors.
+#
+# The scripts set, before calling what uses them: BUILD, DO_BUILD, PIN,
+# LMDM (the broker binary), and for the device benchmarks DEVICES, WORKERS,
+# POOL and DURATION.
+
+T=""
+LMDM_PID=""
+PG_STARTED=0
+
+die() {
+    echo "$PROG: $*" >&2
+    exit 1
+}
+posint() { # posint VALUE OPTION
+    case "$1" in '' | *[!0-9]* | 0) die "$2 needs a positive number, not '$1'" ;; esac
+}
+say() { echo "==> $*"; }
+
+# --------------------------------------------------------- tools, build
+
+bench_have() { # bench_have TOOL...: true when every TOOL is on the PATH
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null 2>&1 || return 1
+    done
+}
+
+bench_need_tools() { # bench_need_tools HINT TOOL...: die on the first missing TOOL
+    local hint=$1 tool
+    shift
+    for tool in "$@"; do
+        bench_have "$tool" || die "$tool is missing ($hint)"
+    done
+}
+
+# "a", "a and b", "a, b and c"
+bench_and() {
+    local s=$1
+    shift
+    while [ "$#" -gt 1 ]; do
+        s="$s, $1"
+        shift
+    done
+    if [ "$#" -eq 1 ]; then s="$s and $1"; fi
+    echo "$s"
+}
+
+# bench_build TARGET...: unless --no-build, configure $BUILD (RelWithDebInfo)
+# if it is not yet, and build the TARGETs.
+bench_build() {
+    [ "$DO_BUILD" -eq 1 ] || return 0
+    if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+        say "configuring $BUILD"
+        cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    fi
+    say "building $(bench_and "$@") in $BUILD"
+    cmake --build "$BUILD" --target "$@" -j "$(nproc 2>/dev/null || echo 2)"
+}
+
+# bench_check_build BINARY...: every BINARY is there; warn when $BUILD is a
+# build whose figures mean little (sanitizers, Debug).
+bench_check_build() {
+    local b cache=$BUILD/CMakeCache.txt
+    for b in "$@"; do
+        [ -x "$b" ] || die "$b missing (build first, or drop --no-build)"
+    done
+    [ -f "$cache" ] || return 0
+    if grep -q '^LMDM_SANITIZE:BOOL=ON' "$cache"; then
+        echo "$PROG: WARNING: $BUILD is a sanitizer build; its figures mean little" >&2
+    fi
+    if grep -q '^CMAKE_BUILD_TYPE:STRING=Debug' "$cache"; then
+        echo "$PROG: WARNING: $BUILD is a Debug build; its figures mean little" >&2
+    fi
+}
+
+# bench_raise_fds N [--strict]: raise the soft open-files limit (which lmdm
+# and the clients inherit) to N if it is lower, as far as the hard limit
+# allows; with --strict, die when the hard limit is below N.
+bench_raise_fds() {
+    local need=$1 hard
+    if [ "${2:-}" = --strict ]; then
+        hard=$(ulimit -Hn)
+        if [ "$hard" != unlimited ] && [ "$hard" -lt "$need" ]; then
+            die "this benchmark needs $need open files but the hard limit is $hard (raise it, e.g. in /etc/security/limits.conf)"
+        fi
+    fi
+    if [ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$need" ]; then
+        if [ "${2:-}" = --strict ]; then ulimit -Sn "$need"; else ulimit -Sn "$need" 2>/dev/null || true; fi
+    fi
+}
+
+# "A" or "A-B": a taskset CPU list.
+bench_cpus() { if [ "$1" -eq "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
+
+# bench_pin SERVER_CPUS CLIENT_CPUS: NCPU, and the taskset prefixes
+# SERVER_PIN (the first SERVER_CPUS CPUs) and CLIENT_PIN (the next
+# CLIENT_CPUS), so that servers and clients do not steal each other's cores.
+# Empty unless $PIN is 1, taskset is there and there are enough CPUs.
+# shellcheck disable=SC2034 # NCPU is for the scripts' reports
+bench_pin() {
+    local s=$1 c=$2
+    NCPU=$(nproc 2>/dev/null || echo 1)
+    SERVER_PIN=()
+    CLIENT_PIN=()
+    if [ "$PIN" -eq 1 ] && command -v taskset >/dev/null 2>&1 && [ "$NCPU" -ge $((s + c)) ]; then
+        SERVER_PIN=(taskset -c "$(bench_cpus 0 $((s - 1)))")
+        CLIENT_PIN=(taskset -c "$(bench_cpus "$s" $((s + c - 1)))")
+    fi
+}
+# Run a command on the client CPUs; in the background on the client or the
+# server CPUs: $! is then the command itself (taskset execs it), so that
+# stop_pid stops it, not a subshell waiting for it.
+client() { ${CLIENT_PIN[@]+"${CLIENT_PIN[@]}"} "$@"; }
+client_bg() { ${CLIENT_PIN[@]+"${CLIENT_PIN[@]}"} "$@" & }
+server_bg() { ${SERVER_PIN[@]+"${SERVER_PIN[@]}"} "$@" & }
+
+# -------------------------------------------------------------- processes
 
 stop_pid() { # stop_pid PID: SIGTERM, then SIGKILL after 10 s
     local pid=$1
@@ -32,12 +157,16 @@ bench_cleanup() {
     esac
     exit "$rc"
 }
-trap bench_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
-T=$(mktemp -d /tmp/lmdm-bench.XXXXXX)
-chmod 755 "$T"
+# From here on, everything the script starts is stopped when it ends, also
+# on Ctrl-C, and $T is removed.
+bench_begin() {
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    T=$(mktemp -d /tmp/lmdm-bench.XXXXXX)
+    chmod 755 "$T"
+}
 
 # A port nothing listens on (checked by connecting to it).
 free_port() {
@@ -50,4 +179,131 @@ free_port() {
         fi
     done
     die "no free TCP port found"
+}
+
+# bench_wait_up PID LOG WHAT URL [CURL_OPTION...]: wait up to 10 s for URL
+# to answer; if PID ends first or it does not, show LOG and die with WHAT.
+bench_wait_up() {
+    local pid=$1 log=$2 what=$3 url=$4
+    shift 4
+    for _ in $(seq 100); do
+        curl -fsS -o /dev/null "$@" "$url" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$log" >&2
+    die "$what"
+}
+
+# ------------------------------------------------------------- PostgreSQL
+
+# bench_pg_start CONNECTIONS: a private PostgreSQL in $T/pg with a database
+# lmdm (CONNINFO). Unless CONNECTIONS (the broker's in all) is 0, it also
+# tracks top-level statements (pg_stat_statements) and allows
+# CONNECTIONS + 50 connections.
+bench_pg_start() {
+    local conns=$1 pg=$SRC/deploy/pg.sh stats=""
+    [ "$conns" -eq 0 ] || stats=" (with pg_stat_statements)"
+    say "private PostgreSQL in $T/pg$stats"
+    bash "$pg" init --fast "$T/pg" >/dev/null
+    if [ -n "$stats" ]; then
+        {
+            echo "shared_preload_libraries = 'pg_stat_statements'"
+            echo "pg_stat_statements.track = top"
+            echo "max_connections = $((conns + 50))"
+        } >>"$T/pg/data/postgresql.conf"
+    fi
+    PG_STARTED=1
+    bash "$pg" start "$T/pg" >/dev/null
+    bash "$pg" createdb "$T/pg" lmdm >/dev/null
+    CONNINFO=$(bash "$pg" conninfo "$T/pg" lmdm)
+    if [ -n "$stats" ]; then psqlq "CREATE EXTENSION pg_stat_statements" >/dev/null; fi
+}
+psqlq() { psql -X -qAt -v ON_ERROR_STOP=1 "$CONNINFO" -c "$1"; }
+stmt_reset() { psqlq "SELECT pg_stat_statements_reset()" >/dev/null; }
+
+# bench_pgbench OPTION...: pgbench on the client CPUs against the database,
+# prepared, for $DURATION s; its report in $T/pgbench.txt.
+bench_pgbench() {
+    client pgbench -n -M prepared -j 1 -T "$DURATION" "$@" "$CONNINFO" >"$T/pgbench.txt" 2>&1 ||
+        { cat "$T/pgbench.txt" >&2; die "pgbench failed"; }
+}
+# bench_pgbench_figures: TPS and PGLAT (average latency, ms) from its report.
+# shellcheck disable=SC2034 # for the scripts' reports
+bench_pgbench_figures() {
+    TPS=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/pgbench.txt" | head -n 1)
+    PGLAT=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$T/pgbench.txt")
+    [ -n "$TPS" ] || { cat "$T/pgbench.txt" >&2; die "no tps in pgbench's output"; }
+}
+
+# ------------------------------------------------------------------- lmdm
+
+# bench_certs_ports: TLS certificates in $T/certs (deploy/dev-certs.sh),
+# $T/ca for the broker CA, and free TLS_PORT and PLAIN_PORT.
+bench_certs_ports() {
+    bash "$SRC/deploy/dev-certs.sh" "$T/certs" >/dev/null
+    TLS_PORT=$(free_port)
+    PLAIN_PORT=$(free_port)
+    mkdir -p "$T/ca"
+}
+
+# The lmdm.conf lines of the device benchmarks: both listeners, the
+# certificates and CA from bench_certs_ports, WORKERS x POOL database
+# connections, no APNs (the simulator polls by itself), no access log
+# (log_level = warn: one line per request would measure the logger).
+bench_lmdm_conf() {
+    cat <<EOF
+listen_tls = "127.0.0.1:$TLS_PORT"
+listen_plain = "127.0.0.1:$PLAIN_PORT"
+tls_cert = "$T/certs/server.crt"
+tls_key = "$T/certs/server.key"
+workers = $WORKERS
+db_pool_size = $POOL
+database_url = "$CONNINFO"
+migrations_dir = "$SRC/migrations"
+public_url = "https://localhost:$TLS_PORT"
+ca_cert = "$T/ca/ca.crt"
+ca_key = "$T/ca/ca.key"
+apns_auth = off
+apns_topic = "com.apple.mgmt.External.bench"
+idle_timeout = 1h
+log_level = warn
+EOF
+}
+
+# bench_start_lmdm CONF HEALTHZ_URL [CURL_OPTION...]: lmdm serve on the
+# server CPUs (LMDM_PID, log $T/lmdm.log), once HEALTHZ_URL answers.
+bench_start_lmdm() {
+    local conf=$1 url=$2
+    shift 2
+    server_bg "$LMDM" serve --config "$conf" >>"$T/lmdm.log" 2>&1
+    LMDM_PID=$!
+    bench_wait_up "$LMDM_PID" "$T/lmdm.log" "lmdm serve did not come up" "$url" "$@"
+}
+
+# bench_check_enrolled T0: all $DEVICES devices are enrolled; say how long
+# it took since T0 (seconds since the epoch).
+bench_check_enrolled() {
+    local n
+    n=$(psqlq "SELECT count(*) FROM devices WHERE state = 'enrolled'")
+    [ "$n" -eq "$DEVICES" ] || die "$n of $DEVICES devices enrolled"
+    say "enrolled in $(($(date +%s) - $1)) s"
+}
+
+# The first error lines of lmdm's log, if there are any.
+bench_log_errors() {
+    local errors
+    errors=$(grep -c ' error ' "$T/lmdm.log" || true)
+    if [ "$errors" -gt 0 ]; then
+        echo
+        echo "lmdm logged $errors error line(s); the first ones:"
+        grep ' error ' "$T/lmdm.log" | head -n 5
+    fi
+}
+
+# ------------------------------------------------------------ CPU figures
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system, in clock ticks
+cpu_pct() { # cpu_pct TICKS NANOSECONDS: CPU use, 100 per fully busy thread
+    awk -v c="$1" -v hz="$(getconf CLK_TCK)" -v ns="$2" 'BEGIN { printf "%.0f", 100 * c / hz / (ns / 1e9) }'
 }

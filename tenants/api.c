@@ -32,8 +32,16 @@ static const lmdm_db_stmt_t st_enrollment = {"t_enrollment",
 static const lmdm_db_stmt_t st_leave = {"t_leave", "SELECT tenant_leave($1, $2)", 2};
 static const lmdm_db_stmt_t st_enqueue = {
     "t_enqueue",
-    "SELECT code, created_at FROM tenant_enqueue($1, $2, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, $11::boolean)",
-    11};
+    "SELECT code, created_at FROM tenant_enqueue_decided($1, $2, $3::uuid, $4::uuid, $5, $6, $7, $8, $9, $10, "
+    "$11::boolean, $12, $13::jsonb)",
+    13};
+static const lmdm_db_stmt_t st_context = {
+    "t_context",
+    "SELECT code, platform, user_enrollment, apps, profiles, other_apps, other_profiles "
+    "FROM tenant_policy_context($1, $2)",
+    2};
+static const lmdm_db_stmt_t st_record = {
+    "t_record", "SELECT decision_record($1, $2, $3, $4, $5, $6::integer, $7, $8, $9::jsonb)", 9};
 static const lmdm_db_stmt_t st_commands = {
     "t_commands",
     "SELECT body, request_type, tenant_uuid, result, owned_apps FROM tenant_commands($1, $2::uuid, $3, $4::uuid, $5)", 5};
@@ -427,37 +435,48 @@ static void cancel_command(lmdm_tenant_ctx_t *t)
     run(t, &st_cancel, p, cancel_done);
 }
 
-/* The decision for a parsed command; 1 if it was refused (answer sent). */
-static int refuse_by_policy(lmdm_http_req_t *req, const lmdm_tenant_command_t *cmd)
+/* ---- the command pipeline: parse, context, decide, record or enqueue ----
+ *
+ * One enrollment at a time: the policy context (device platform, enrollment
+ * type, whose apps and profiles are on the device), the decision by policy/,
+ * then either the command and its decision queued in one transaction, or the
+ * refusal (or merge) recorded. The outcome (status + JSON) goes to t->finish. */
+
+static void outcome(lmdm_tenant_ctx_t *t, int status, json_t *body)
 {
-    lmdm_policy_decision_t d = lmdm_policy_decide_command(cmd->request_type);
-    if (d.kind != LMDM_POLICY_BLOCK) return 0;
-    respond_json(req, 403,
-                 json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message", d.explain, "decision", "block",
-                           "reason", d.reason, "request_type", cmd->request_type));
-    return 1;
+    t->out_status = status;
+    t->out_body = body;
+    t->finish(t);
 }
 
-/* The enqueue outcome codes of tenant_enqueue() as answers. */
-static void enqueue_refused(lmdm_http_req_t *req, const char *code, const lmdm_tenant_command_t *cmd)
+static json_t *error_body(const char *code, const char *message)
 {
-    if (strcmp(code, "not_found") == 0) not_found(req, "enrollment");
-    else if (strcmp(code, "gone") == 0)
-        lmdm_http_respond_error(req, 410, "gone", "this enrollment has ended");
-    else if (strcmp(code, "unreachable") == 0)
-        lmdm_http_respond_error(req, 409, "unreachable", "the device has not finished enrolling");
-    else if (strcmp(code, "duplicate") == 0)
-        lmdm_http_respond_error(req, 409, "duplicate_command_uuid", "this CommandUUID was already used for this enrollment");
-    else if (strcmp(code, "not_owned") == 0)
-        respond_json(req, 403, json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message",
-                                         "the organization can act only on its own apps and profiles", "decision",
-                                         "scope", "reason", "not_owned", "request_type", cmd->request_type));
-    else if (strcmp(code, "entity_owned_by_other_tenant") == 0)
-        respond_json(req, 403, json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message",
-                                         "another organization manages this app or profile on the device",
-                                         "decision", "scope", "reason", code, "request_type", cmd->request_type));
-    else
-        lmdm_http_respond_error(req, 500, "internal", "unexpected enqueue result");
+    return json_pack("{s:s,s:s}", "error", code, "message", message);
+}
+
+static json_t *verdict_body(const lmdm_policy_verdict_t *v, const char *request_type)
+{
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "error", "blocked", "message", v->explain, "decision", "block",
+                          "reason", v->reason, "request_type", request_type);
+    if (v->payload_index >= 0) {
+        json_object_set_new(j, "payload_index", json_integer(v->payload_index));
+        json_object_set_new(j, "payload_type", json_string(v->payload_type));
+    }
+    return j;
+}
+
+/* Split "a\nb" (NULL: none) into a list in the arena. */
+static lmdm_strs_t lines(lmdm_arena_t *a, PGresult *res, int col)
+{
+    if (PQgetisnull(res, 0, col)) return (lmdm_strs_t){NULL, 0};
+    char *s = lmdm_arena_strdup(a, PQgetvalue(res, 0, col));
+    size_t n = 1;
+    for (const char *p = s; *p; p++) n += *p == '\n';
+    const char **v = lmdm_arena_alloc(a, n * sizeof(char *));
+    size_t i = 0;
+    for (char *save = NULL, *tok = strtok_r(s, "\n", &save); tok && i < n; tok = strtok_r(NULL, "\n", &save))
+        v[i++] = tok;
+    return (lmdm_strs_t){v, i};
 }
 
 static void enqueue_done(void *arg, int err, PGresult *res)
@@ -465,77 +484,158 @@ static void enqueue_done(void *arg, int err, PGresult *res)
     lmdm_tenant_ctx_t *t = arg;
     if (db_failed(t, err, res)) return;
     const char *code = PQgetvalue(res, 0, 0);
-    if (strcmp(code, "ok") != 0) {
-        enqueue_refused(t->req, code, &t->cmd);
-        return;
+    const lmdm_tenant_command_t *c = &t->cmd;
+    if (strcmp(code, "ok") == 0) {
+        json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "id", t->api_id, "enrollment_id", t->pseudonym,
+                              "command_uuid", c->tenant_uuid ? json_string(c->tenant_uuid) : json_null(),
+                              "request_type", c->request_type, "state", "queued", "decision",
+                              lmdm_policy_kind_name(t->verdict.kind), "created_at", PQgetvalue(res, 0, 1));
+        if (t->verdict.merge_payloads) json_object_set_new(j, "merged_payloads", json_integer((json_int_t)t->verdict.merge_payloads));
+        outcome(t, 202, j);
+    } else if (strcmp(code, "not_found") == 0) {
+        outcome(t, 404, error_body("not_found", "no such enrollment"));
+    } else if (strcmp(code, "gone") == 0) {
+        outcome(t, 410, error_body("gone", "this enrollment has ended"));
+    } else if (strcmp(code, "unreachable") == 0) {
+        outcome(t, 409, error_body("unreachable", "the device has not finished enrolling"));
+    } else if (strcmp(code, "duplicate") == 0) {
+        outcome(t, 409, error_body("duplicate_command_uuid", "this CommandUUID was already used for this enrollment"));
+    } else {
+        /* not_owned / entity_owned_by_other_tenant: the atomic re-check of
+         * what policy/ decided on a snapshot. */
+        lmdm_policy_verdict_t v = {.kind = LMDM_POLICY_BLOCK, .reason = code, .payload_index = -1,
+                                   .explain = strcmp(code, "not_owned") == 0
+                                                  ? "the organization can act only on its own apps and profiles"
+                                                  : "another organization manages this app or profile on the device"};
+        outcome(t, 403, verdict_body(&v, c->request_type));
     }
-    lmdm_policy_decision_t d = lmdm_policy_decide_command(t->cmd.request_type);
-    json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:s}", "id", t->api_id, "enrollment_id", t->req->params[0],
-                          "command_uuid", t->cmd.tenant_uuid ? json_string(t->cmd.tenant_uuid) : json_null(),
-                          "request_type", t->cmd.request_type, "state", "queued", "decision",
-                          lmdm_policy_kind_name(d.kind), "created_at", PQgetvalue(res, 0, 1));
-    respond_json(t->req, 202, j);
 }
 
-/* Parse, decide and build the enqueue parameters into t; 1 if answered. */
-static int prepare_command(lmdm_tenant_ctx_t *t)
+static void recorded(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    if (t->verdict.kind == LMDM_POLICY_BLOCK) {
+        outcome(t, 403, verdict_body(&t->verdict, t->cmd.request_type));
+        return;
+    }
+    /* merge: nothing goes to the device as is; the merged rule will. */
+    outcome(t, 202, json_pack("{s:s,s:o,s:s,s:s,s:s,s:s}", "enrollment_id", t->pseudonym, "command_uuid",
+                              t->cmd.tenant_uuid ? json_string(t->cmd.tenant_uuid) : json_null(), "request_type",
+                              t->cmd.request_type, "state", "accepted_for_merge", "decision", "merge", "message",
+                              t->verdict.explain));
+}
+
+static void context_done(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    const char *code = PQgetisnull(res, 0, 0) ? "not_found" : PQgetvalue(res, 0, 0);
+    if (strcmp(code, "ok") != 0) {
+        if (strcmp(code, "gone") == 0) outcome(t, 410, error_body("gone", "this enrollment has ended"));
+        else outcome(t, 404, error_body("not_found", "no such enrollment"));
+        return;
+    }
+    lmdm_arena_t *a = t->req->arena;
+    lmdm_policy_device_t dev = {strcmp(PQgetvalue(res, 0, 1), "macos") == 0 ? LMDM_PLATFORM_MACOS : LMDM_PLATFORM_IOS,
+                                strcmp(PQgetvalue(res, 0, 2), "t") == 0};
+    lmdm_policy_entities_t ent = {lines(a, res, 3), lines(a, res, 4), lines(a, res, 5), lines(a, res, 6)};
+    t->verdict = lmdm_policy_decide(&t->cmd.policy, &dev, &ent);
+    const lmdm_tenant_command_t *c = &t->cmd;
+    char *detail = NULL;
+    if (c->merged_json) {
+        json_t *d = json_pack("{s:o}", "merged", json_loads(c->merged_json, 0, NULL));
+        detail = json_dumps(d, JSON_COMPACT);
+        json_decref(d);
+    }
+    const char *detail_p = detail ? lmdm_arena_strdup(a, detail) : NULL;
+    free(detail);
+    if (t->verdict.kind == LMDM_POLICY_BLOCK || t->verdict.kind == LMDM_POLICY_MERGE) {
+        char idx[16];
+        snprintf(idx, sizeof(idx), "%d", t->verdict.payload_index);
+        const char *p[] = {t->tenant, t->pseudonym, c->request_type, lmdm_policy_kind_name(t->verdict.kind),
+                           t->verdict.reason, t->verdict.payload_index >= 0 ? lmdm_arena_strdup(a, idx) : NULL,
+                           t->verdict.payload_type, c->tenant_uuid, detail_p};
+        run(t, &st_record, p, recorded);
+        return;
+    }
+    const char *p[] = {t->tenant,        t->pseudonym,  t->api_id,     t->broker_uuid,
+                       c->tenant_uuid,   c->request_type, c->payload,  c->entity_kind,
+                       c->entity,        c->entity_op,  t->no_push ? "true" : "false",
+                       lmdm_policy_kind_name(t->verdict.kind), detail_p};
+    run(t, &st_enqueue, p, enqueue_done);
+}
+
+/* Parse the body into t->cmd with fresh broker ids; 0, or -1 with the
+ * outcome set (not finished). */
+static int parse_command(lmdm_tenant_ctx_t *t)
 {
     lmdm_http_req_t *req = t->req;
     char err[256];
     if (lmdm_uuid_v4(t->broker_uuid) != 0 || lmdm_uuid_v4(t->api_id) != 0) {
-        lmdm_http_respond_error(req, 500, "internal", "no randomness");
-        return 1;
+        t->out_status = 500;
+        t->out_body = error_body("internal", "no randomness");
+        return -1;
     }
     /* Apple's examples write CommandUUIDs in upper case; the device echoes it. */
     for (char *c = t->broker_uuid; *c; c++)
         if (*c >= 'a' && *c <= 'f') *c = (char)(*c - 'a' + 'A');
     if (lmdm_tenant_command_parse(lmdm_http_req_header(req, "content-type"), req->body, req->body_len,
                                   t->broker_uuid, req->arena, &t->cmd, err, sizeof(err)) != 0) {
-        lmdm_http_respond_error(req, strcmp(t->cmd.error_code, "unsupported_media_type") == 0 ? 415 : 400,
-                                t->cmd.error_code, err);
-        return 1;
+        t->out_status = strcmp(t->cmd.error_code, "unsupported_media_type") == 0 ? 415 : 400;
+        t->out_body = error_body(t->cmd.error_code, err);
+        return -1;
     }
     if (!lmdm_utf8_valid(t->cmd.payload, t->cmd.payload_len)) {
-        lmdm_http_respond_error(req, 400, "bad_command", "the command is not valid UTF-8");
-        return 1;
+        t->out_status = 400;
+        t->out_body = error_body("bad_command", "the command is not valid UTF-8");
+        return -1;
     }
-    return refuse_by_policy(req, &t->cmd);
+    return 0;
 }
 
-static void enqueue_one(lmdm_tenant_ctx_t *t, const char *pseudonym, lmdm_db_result_cb cb)
+/* Run the pipeline for one enrollment; t->finish gets the outcome. */
+static void command_for(lmdm_tenant_ctx_t *t, const char *pseudonym)
 {
-    const lmdm_tenant_command_t *c = &t->cmd;
-    const char *p[] = {t->tenant,   pseudonym,       t->api_id,     t->broker_uuid, c->tenant_uuid,
-                       c->request_type, c->payload, c->entity_kind, c->entity,      c->entity_op,
-                       t->no_push ? "true" : "false"};
-    run(t, &st_enqueue, p, cb);
+    t->pseudonym = pseudonym;
+    if (!is_pseudonym(pseudonym)) {
+        outcome(t, 404, error_body("not_found", "no such enrollment"));
+        return;
+    }
+    if (parse_command(t) != 0) {
+        t->finish(t);
+        return;
+    }
+    const char *p[] = {t->tenant, pseudonym};
+    run(t, &st_context, p, context_done);
 }
+
+static void respond_outcome(lmdm_tenant_ctx_t *t) { respond_json(t->req, t->out_status, t->out_body); }
 
 static void post_command(lmdm_tenant_ctx_t *t)
 {
-    if (!is_pseudonym(t->req->params[0])) {
-        not_found(t->req, "enrollment");
-        return;
-    }
-    if (prepare_command(t)) return;
-    enqueue_one(t, t->req->params[0], enqueue_done);
+    t->finish = respond_outcome;
+    command_for(t, t->req->params[0]);
 }
 
 /* ---- NanoMDM-style enqueue: PUT /v1/enqueue/{id,id,...}[?nopush] ---- */
 
 static void nano_next(lmdm_tenant_ctx_t *t);
 
-static void nano_done(void *arg, int err, PGresult *res)
+static void nano_one_done(lmdm_tenant_ctx_t *t)
 {
-    lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) {
-        json_decref(t->nano_status);
-        return;
-    }
-    const char *code = PQgetvalue(res, 0, 0);
     json_t *st = json_object();
-    if (strcmp(code, "ok") == 0) json_object_set_new(st, "command_id", json_string(t->api_id));
-    else json_object_set_new(st, "enqueue_error", json_string(code));
+    if (t->out_status == 202 && json_object_get(t->out_body, "id"))
+        json_object_set(st, "command_id", json_object_get(t->out_body, "id"));
+    else if (t->out_status == 202)
+        json_object_set_new(st, "decision", json_string("merge"));
+    else {
+        json_t *code = json_object_get(t->out_body, "reason");
+        if (!code) code = json_object_get(t->out_body, "error");
+        json_object_set(st, "enqueue_error", code ? code : json_string("error"));
+    }
+    json_decref(t->out_body);
+    t->out_body = NULL;
     json_object_set_new(t->nano_status, t->nano_ids[t->nano_i], st);
     t->nano_i++;
     nano_next(t);
@@ -543,26 +643,14 @@ static void nano_done(void *arg, int err, PGresult *res)
 
 static void nano_next(lmdm_tenant_ctx_t *t)
 {
-    lmdm_http_req_t *req = t->req;
-    while (t->nano_i < t->nano_n) {
-        const char *id = t->nano_ids[t->nano_i];
-        if (!is_pseudonym(id)) {
-            json_object_set_new(t->nano_status, id, json_pack("{s:s}", "enqueue_error", "not_found"));
-            t->nano_i++;
-            continue;
-        }
-        /* Each device gets its own broker CommandUUID and command id. */
-        if (prepare_command(t)) {
-            json_decref(t->nano_status);
-            return;
-        }
-        enqueue_one(t, id, nano_done);
+    if (t->nano_i < t->nano_n) {
+        command_for(t, t->nano_ids[t->nano_i]);
         return;
     }
     json_t *j = json_pack("{s:o,s:b,s:o,s:s}", "status", t->nano_status, "no_push", t->no_push, "command_uuid",
                           t->cmd.tenant_uuid ? json_string(t->cmd.tenant_uuid) : json_null(), "request_type",
-                          t->cmd.request_type);
-    respond_json(req, 200, j);
+                          t->cmd.request_type ? t->cmd.request_type : "");
+    respond_json(t->req, 200, j);
 }
 
 static void nano_enqueue(lmdm_tenant_ctx_t *t)
@@ -583,10 +671,14 @@ static void nano_enqueue(lmdm_tenant_ctx_t *t)
         lmdm_http_respond_error(req, 400, "bad_parameter", "no enrollment id");
         return;
     }
-    /* A command refused by policy or malformed is refused once, for all. */
-    if (prepare_command(t)) return;
+    /* A malformed command is refused once, for all. */
+    if (parse_command(t) != 0) {
+        respond_outcome(t);
+        return;
+    }
     t->nano_status = json_object();
     t->nano_i = 0;
+    t->finish = nano_one_done;
     nano_next(t);
 }
 

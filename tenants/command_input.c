@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <openssl/cms.h>
+#include <openssl/err.h>
 #include <plist/plist.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -15,8 +16,11 @@
 #include <time.h>
 
 #include "lmdm/mdm.h"
+#include "lmdm/policy.h"
 
 #define MAX_PROFILE (4 * 1024 * 1024)
+#define MAX_PAYLOADS 100
+#define MAX_LIST 1000
 
 static int fail(lmdm_tenant_command_t *out, const char *code, char *err, size_t errlen, const char *fmt, ...)
     LMDM_PRINTF(5, 6);
@@ -140,23 +144,35 @@ static const char *dict_str(plist_t d, const char *key)
     return plist_get_string_ptr(n, NULL);
 }
 
-/* The content of a signed profile (CMS SignedData), or the bytes as they are. */
-static unsigned char *profile_content(const char *p, uint64_t len, size_t *outlen)
+/* The content of a profile: a signed one (CMS SignedData) is unwrapped and its
+ * signature checked (integrity: the device decides whom it trusts). Sets
+ * *signed_ to 1 for a signed profile. NULL with err for a bad signature. */
+static unsigned char *profile_content(const char *p, uint64_t len, size_t *outlen, int *signed_, char *err,
+                                      size_t errlen)
 {
+    *signed_ = 0;
     if (len > 0 && (unsigned char)p[0] == 0x30) {
         const unsigned char *q = (const unsigned char *)p;
         CMS_ContentInfo *cms = d2i_CMS_ContentInfo(NULL, &q, (long)len);
         if (cms) {
-            ASN1_OCTET_STRING **os = CMS_get0_content(cms);
+            *signed_ = 1;
+            BIO *bout = BIO_new(BIO_s_mem());
             unsigned char *copy = NULL;
-            if (os && *os) {
-                *outlen = (size_t)ASN1_STRING_length(*os);
-                copy = malloc(*outlen + 1);
-                if (copy) memcpy(copy, ASN1_STRING_get0_data(*os), *outlen);
+            if (bout && CMS_verify(cms, NULL, NULL, NULL, bout, CMS_NO_SIGNER_CERT_VERIFY | CMS_BINARY) == 1) {
+                char *data = NULL;
+                long n = BIO_get_mem_data(bout, &data);
+                copy = malloc((size_t)n + 1);
+                if (copy) memcpy(copy, data, (size_t)n);
+                *outlen = (size_t)n;
+            } else {
+                snprintf(err, errlen, "the profile's signature does not verify");
             }
+            ERR_clear_error();
+            BIO_free(bout);
             CMS_ContentInfo_free(cms);
             return copy;
         }
+        ERR_clear_error();
     }
     unsigned char *copy = malloc(len + 1);
     if (copy) memcpy(copy, p, len);
@@ -164,8 +180,54 @@ static unsigned char *profile_content(const char *p, uint64_t len, size_t *outle
     return copy;
 }
 
-static int profile_identifier(plist_t cmd, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
-                              size_t errlen)
+static lmdm_strs_t dict_keys(plist_t d, lmdm_arena_t *arena)
+{
+    uint32_t n = plist_dict_get_size(d);
+    const char **v = lmdm_arena_alloc(arena, (n + 1) * sizeof(char *));
+    size_t i = 0;
+    plist_dict_iter it = NULL;
+    plist_dict_new_iter(d, &it);
+    char *key = NULL;
+    plist_t val = NULL;
+    for (plist_dict_next_item(d, it, &key, &val); key && i < n; plist_dict_next_item(d, it, &key, &val)) {
+        v[i++] = lmdm_arena_strdup(arena, key);
+        free(key);
+        key = NULL;
+    }
+    free(key);
+    free(it);
+    return (lmdm_strs_t){v, i};
+}
+
+/* Take the payloads policy/ merges out of the profile, into a JSON array
+ * (type, identifier, the payload as XML) for the merge machinery. */
+static const char *take_merged(plist_t content, lmdm_arena_t *arena)
+{
+    json_t *merged = json_array();
+    for (uint32_t i = plist_array_get_size(content); i-- > 0;) {
+        plist_t pl = plist_array_get_item(content, i);
+        const lmdm_policy_rule_t *r = lmdm_policy_payload_rule(dict_str(pl, "PayloadType"));
+        if (!r || r->kind != LMDM_POLICY_MERGE) continue;
+        char *xml = NULL;
+        uint32_t xlen = 0;
+        plist_to_xml(pl, &xml, &xlen);
+        json_array_insert_new(merged, 0,
+                              json_pack("{s:s?,s:s?,s:s#}", "type", dict_str(pl, "PayloadType"), "identifier",
+                                        dict_str(pl, "PayloadIdentifier"), "plist", xml ? xml : "",
+                                        (size_t)(xml ? xlen : 0)));
+        plist_to_xml_free(xml);
+        plist_array_remove_item(content, i);
+    }
+    char *s = json_dumps(merged, JSON_COMPACT);
+    json_decref(merged);
+    const char *copy = s ? lmdm_arena_strdup(arena, s) : NULL;
+    free(s);
+    return copy;
+}
+
+/* InstallProfile: open the profile, list its payloads for policy/, record its
+ * identifier as the tenant's entity, and take out what is merged. */
+static int inspect_profile(plist_t cmd, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err, size_t errlen)
 {
     plist_t data = plist_dict_get_item(cmd, "Payload");
     if (!data || plist_get_node_type(data) != PLIST_DATA)
@@ -175,8 +237,10 @@ static int profile_identifier(plist_t cmd, lmdm_arena_t *arena, lmdm_tenant_comm
     if (len == 0 || len > MAX_PROFILE)
         return fail(out, "bad_command", err, errlen, "InstallProfile Payload is empty or larger than 4 MiB");
     size_t clen = 0;
-    unsigned char *content = profile_content(p, len, &clen);
-    if (!content) return fail(out, "bad_command", err, errlen, "cannot read the profile");
+    int is_signed = 0;
+    char serr[128] = "";
+    unsigned char *content = profile_content(p, len, &clen, &is_signed, serr, sizeof(serr));
+    if (!content) return fail(out, "bad_signature", err, errlen, "%s", serr[0] ? serr : "cannot read the profile");
     plist_t prof = NULL;
     char perr[128];
     if (plist_is_binary((const char *)content, (uint32_t)clen)) {
@@ -192,47 +256,146 @@ static int profile_identifier(plist_t cmd, lmdm_arena_t *arena, lmdm_tenant_comm
     if (!prof) return fail(out, "bad_command", err, errlen, "InstallProfile Payload is not a profile");
     const char *ident = dict_str(prof, "PayloadIdentifier");
     const char *type = dict_str(prof, "PayloadType");
+    plist_t pc = plist_dict_get_item(prof, "PayloadContent");
     int rv = 0;
     if (!type || strcmp(type, "Configuration") != 0)
         rv = fail(out, "bad_command", err, errlen, "the profile's PayloadType must be Configuration");
     else if (!ident || !*ident || strlen(ident) > 1000)
         rv = fail(out, "bad_command", err, errlen, "the profile has no PayloadIdentifier");
-    else {
-        out->entity_kind = "profile";
-        out->entity = lmdm_arena_strdup(arena, ident);
-        out->entity_op = "add";
+    else if (pc && plist_get_node_type(pc) != PLIST_ARRAY)
+        rv = fail(out, "bad_command", err, errlen, "PayloadContent must be an array");
+    if (rv) goto out;
+    out->entity_kind = "profile";
+    out->entity = lmdm_arena_strdup(arena, ident);
+    out->entity_op = "add";
+    out->policy.profile_identifier = out->entity;
+    uint32_t n = pc ? plist_array_get_size(pc) : 0;
+    if (n > MAX_PAYLOADS) {
+        rv = fail(out, "bad_command", err, errlen, "more than %d payloads in one profile", MAX_PAYLOADS);
+        goto out;
     }
+    lmdm_policy_payload_t *pls = lmdm_arena_alloc(arena, (n + 1) * sizeof(*pls));
+    size_t merges = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        plist_t pl = plist_array_get_item(pc, i);
+        const char *pt = plist_get_node_type(pl) == PLIST_DICT ? dict_str(pl, "PayloadType") : NULL;
+        if (!pt) {
+            rv = fail(out, "bad_command", err, errlen, "payload %u has no PayloadType", i);
+            goto out;
+        }
+        const char *pid = dict_str(pl, "PayloadIdentifier");
+        pls[i] = (lmdm_policy_payload_t){lmdm_arena_strdup(arena, pt), pid ? lmdm_arena_strdup(arena, pid) : NULL,
+                                         dict_keys(pl, arena)};
+        const lmdm_policy_rule_t *r = lmdm_policy_payload_rule(pt);
+        merges += r && r->kind == LMDM_POLICY_MERGE;
+    }
+    out->policy.payloads = pls;
+    out->policy.npayloads = n;
+    if (merges > 0 && merges < n) {
+        /* Install the rest; the merged part goes to the broker's own rule. The
+         * rewritten profile is unsigned: MDM installs need no signature. */
+        out->merged_json = take_merged(pc, arena);
+        char *xml = NULL;
+        uint32_t xlen = 0;
+        plist_to_xml(prof, &xml, &xlen);
+        if (!xml) {
+            rv = fail(out, "bad_command", err, errlen, "cannot rebuild the profile");
+            goto out;
+        }
+        plist_dict_set_item(cmd, "Payload", plist_new_data(xml, xlen));
+        plist_to_xml_free(xml);
+    } else if (merges == n && n > 0) {
+        out->merged_json = take_merged(pc, arena);
+    }
+out:
     plist_free(prof);
     return rv;
 }
 
-/* Which of the tenant's own entities the command creates or acts on. The
- * database refuses acting on an entity the tenant does not own. */
-static int find_entity(plist_t cmd, const char *rt, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
-                       size_t errlen)
+/* An array of strings (other elements are refused). */
+static int str_array(plist_t a, lmdm_arena_t *arena, lmdm_strs_t *outv)
 {
-    int install_app = strcmp(rt, "InstallApplication") == 0, remove_app = strcmp(rt, "RemoveApplication") == 0;
-    if (install_app || remove_app) {
-        const char *id = dict_str(cmd, "Identifier");
-        if (!id || !*id || strlen(id) > 1000)
+    uint32_t n = plist_array_get_size(a);
+    if (n > MAX_LIST) return -1;
+    const char **v = lmdm_arena_alloc(arena, (n + 1) * sizeof(char *));
+    for (uint32_t i = 0; i < n; i++) {
+        const char *s = plist_get_node_type(plist_array_get_item(a, i)) == PLIST_STRING
+                            ? plist_get_string_ptr(plist_array_get_item(a, i), NULL)
+                            : NULL;
+        if (!s) return -1;
+        v[i] = lmdm_arena_strdup(arena, s);
+    }
+    *outv = (lmdm_strs_t){v, n};
+    return 0;
+}
+
+/* DeviceInformation: keep only the queries policy/ allows. */
+static void strip_queries(plist_t cmd)
+{
+    plist_t q = plist_dict_get_item(cmd, "Queries");
+    for (uint32_t i = q ? plist_array_get_size(q) : 0; i-- > 0;) {
+        plist_t it = plist_array_get_item(q, i);
+        if (!lmdm_policy_query_allowed(plist_get_string_ptr(it, NULL))) plist_array_remove_item(q, i);
+    }
+}
+
+/* The plain view policy/ decides on, and the entity the command names. */
+static int extract(plist_t cmd, const char *rt, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
+                   size_t errlen)
+{
+    lmdm_policy_command_t *pc = &out->policy;
+    pc->request_type = out->request_type;
+    const char *id = dict_str(cmd, "Identifier");
+    if (id && strlen(id) > 1000) return fail(out, "bad_command", err, errlen, "Identifier is too long");
+    pc->identifier = id ? lmdm_arena_strdup(arena, id) : NULL;
+    pc->change_management_state = plist_dict_get_item(cmd, "ChangeManagementState") != NULL;
+    plist_t ids = plist_dict_get_item(cmd, "Identifiers");
+    if (ids) {
+        if (plist_get_node_type(ids) != PLIST_ARRAY || str_array(ids, arena, &pc->identifiers) != 0)
+            return fail(out, "bad_command", err, errlen, "Identifiers must be an array of at most %d strings", MAX_LIST);
+        pc->has_identifiers = 1;
+    }
+    plist_t q = plist_dict_get_item(cmd, "Queries");
+    if (strcmp(rt, "DeviceInformation") == 0 && q) {
+        if (plist_get_node_type(q) != PLIST_ARRAY || str_array(q, arena, &pc->queries) != 0)
+            return fail(out, "bad_command", err, errlen, "Queries must be an array of at most %d strings", MAX_LIST);
+    }
+    plist_t st = plist_dict_get_item(cmd, "Settings");
+    if (strcmp(rt, "Settings") == 0) {
+        uint32_t n = st && plist_get_node_type(st) == PLIST_ARRAY ? plist_array_get_size(st) : 0;
+        if (!st || plist_get_node_type(st) != PLIST_ARRAY || n > MAX_LIST)
+            return fail(out, "bad_command", err, errlen, "Settings must be an array of at most %d items", MAX_LIST);
+        const char **items = lmdm_arena_alloc(arena, (n + 1) * sizeof(char *));
+        const char **sids = lmdm_arena_alloc(arena, (n + 1) * sizeof(char *));
+        for (uint32_t i = 0; i < n; i++) {
+            plist_t it = plist_array_get_item(st, i);
+            const char *item = plist_get_node_type(it) == PLIST_DICT ? dict_str(it, "Item") : NULL;
+            if (!item) return fail(out, "bad_command", err, errlen, "settings item %u has no Item", i);
+            const char *sid = dict_str(it, "Identifier");
+            items[i] = lmdm_arena_strdup(arena, item);
+            sids[i] = lmdm_arena_strdup(arena, sid ? sid : "");
+        }
+        pc->settings_items = (lmdm_strs_t){items, n};
+        pc->settings_ids = (lmdm_strs_t){sids, n};
+    }
+    if (strcmp(rt, "InstallApplication") == 0 || strcmp(rt, "RemoveApplication") == 0) {
+        if (!id || !*id)
             return fail(out, "identifier_required", err, errlen,
                         "%s needs Identifier (the app's bundle id): the broker removes exactly the "
                         "organization's own apps when it leaves", rt);
         out->entity_kind = "app";
-        out->entity = lmdm_arena_strdup(arena, id);
-        out->entity_op = install_app ? "add" : "own";
-        return 0;
-    }
-    if (strcmp(rt, "RemoveProfile") == 0) {
-        const char *id = dict_str(cmd, "Identifier");
-        if (!id || !*id || strlen(id) > 1000)
-            return fail(out, "bad_command", err, errlen, "RemoveProfile needs Identifier");
+        out->entity = pc->identifier;
+        out->entity_op = strcmp(rt, "InstallApplication") == 0 ? "add" : "own";
+    } else if (strcmp(rt, "RemoveProfile") == 0) {
+        if (!id || !*id) return fail(out, "bad_command", err, errlen, "RemoveProfile needs Identifier");
         out->entity_kind = "profile";
-        out->entity = lmdm_arena_strdup(arena, id);
+        out->entity = pc->identifier;
         out->entity_op = "own";
-        return 0;
+    } else if (strcmp(rt, "InstallProfile") == 0) {
+        return inspect_profile(cmd, arena, out, err, errlen);
+    } else if (strcmp(rt, "DeviceInformation") == 0) {
+        strip_queries(cmd);
     }
-    if (strcmp(rt, "InstallProfile") == 0) return profile_identifier(cmd, arena, out, err, errlen);
     return 0;
 }
 
@@ -308,7 +471,7 @@ int lmdm_tenant_command_parse(const char *content_type, const char *body, size_t
         }
         out->tenant_uuid = lmdm_arena_strdup(arena, s);
     }
-    if ((rv = find_entity(cmd, out->request_type, arena, out, err, errlen)) != 0) goto out;
+    if ((rv = extract(cmd, out->request_type, arena, out, err, errlen)) != 0) goto out;
     /* What the device receives: the broker's CommandUUID and the Command. */
     plist_t dev = plist_new_dict();
     plist_dict_set_item(dev, "CommandUUID", plist_new_string(broker_uuid));

@@ -28,6 +28,11 @@ typedef struct lmdm_tenant_ctx {
     char api_id[37], broker_uuid[37];
     lmdm_tenant_command_t cmd;
     int no_push;
+    const char *pseudonym;       /* the enrollment a command is for */
+    lmdm_policy_verdict_t verdict;
+    void (*finish)(struct lmdm_tenant_ctx *); /* gets out_status/out_body */
+    int out_status;
+    json_t *out_body;
     const char **nano_ids;
     int nano_n, nano_i;
     json_t *nano_status;

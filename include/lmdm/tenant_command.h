@@ -17,6 +17,7 @@
 
 #include "lmdm/arena.h"
 #include "lmdm/common.h"
+#include "lmdm/policy.h"
 
 #define LMDM_TENANT_UUID_MAX 128
 
@@ -31,6 +32,12 @@ typedef struct lmdm_tenant_command {
     const char *payload;      /* XML plist for the device, NUL-terminated (arena) */
     size_t payload_len;
     const char *error_code;   /* set on failure: a stable code for the API's error body */
+    lmdm_policy_command_t policy; /* the plain view policy/ decides on (arena) */
+    /* InstallProfile: the payloads taken out for the broker's merged rules,
+     * as a JSON array [{type, identifier, plist}], or NULL. The device's
+     * profile no longer holds them. DeviceInformation: the device's command
+     * keeps only the queries policy/ allows. */
+    const char *merged_json;
 } lmdm_tenant_command_t;
 
 /** Parse and rebuild a tenant command. Returns 0, or LMDM_ERR_INVALID with

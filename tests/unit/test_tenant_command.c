@@ -182,24 +182,6 @@ static void test_result_view(void)
     CHECK_INT_EQ(out.len, 0);
 }
 
-static void test_policy_interim(void)
-{
-    static const char *const blocked[] = {"EraseDevice", "DeviceLock", "DeviceLocation", "DeviceInformation",
-                                          "InstalledApplicationList", "EnableLostMode", "ClearPasscode", "NoSuchCommand"};
-    for (size_t i = 0; i < sizeof(blocked) / sizeof(blocked[0]); i++) {
-        lmdm_policy_decision_t d = lmdm_policy_decide_command(blocked[i]);
-        CHECK_INT_EQ(d.kind, LMDM_POLICY_BLOCK);
-        CHECK(d.reason != NULL && d.explain != NULL);
-    }
-    CHECK_STR_EQ(lmdm_policy_decide_command("EraseDevice").reason, "wipe");
-    CHECK_STR_EQ(lmdm_policy_decide_command("NoSuchCommand").reason, "unknown_command");
-    CHECK_INT_EQ(lmdm_policy_decide_command("InstallApplication").kind, LMDM_POLICY_SCOPE);
-    CHECK_INT_EQ(lmdm_policy_decide_command("ManagedApplicationList").kind, LMDM_POLICY_ALLOW);
-    CHECK(!lmdm_policy_result_key_visible("X", "UDID"));
-    CHECK(!lmdm_policy_result_key_visible("X", "IMEI"));
-    CHECK(lmdm_policy_result_key_visible("X", "Status"));
-}
-
 static void test_ratelimit(void)
 {
     lmdm_ratelimit_t *rl = lmdm_ratelimit_new(2, 3);
@@ -254,7 +236,6 @@ int main(void)
     RUN(test_hostile_bodies);
     RUN(test_profile_identifier);
     RUN(test_result_view);
-    RUN(test_policy_interim);
     RUN(test_ratelimit);
     RUN(test_secrets);
     lmdm_arena_free(A);
