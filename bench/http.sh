@@ -15,7 +15,6 @@ set -euo pipefail
 
 PROG=${0##*/}
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=${LMDM_BUILD_DIR:-$SRC/build}
 # shellcheck source=bench/lib.sh
 . "$SRC/bench/lib.sh"
 
@@ -26,8 +25,6 @@ H2LOAD_THREADS=1
 SERVER_THREADS=1
 ROUNDS=3
 IDLE=1000
-DO_BUILD=1
-PIN=1
 STRICT=0
 TARGET_RATIO=0.8
 TARGET_KIB=64
@@ -57,7 +54,6 @@ EOF
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        -h | --help) usage; exit 0 ;;
         -n) REQUESTS=${2:-}; posint "$REQUESTS" -n; shift ;;
         -c) CLIENTS=${2:-}; posint "$CLIENTS" -c; shift ;;
         -m) STREAMS=${2:-}; posint "$STREAMS" -m; shift ;;
@@ -65,15 +61,10 @@ while [ "$#" -gt 0 ]; do
         --threads) SERVER_THREADS=${2:-}; posint "$SERVER_THREADS" --threads; shift ;;
         --rounds) ROUNDS=${2:-}; posint "$ROUNDS" --rounds; shift ;;
         --idle) IDLE=${2:-}; posint "$IDLE" --idle; shift ;;
-        --no-pin) PIN=0 ;;
-        --build-dir) BUILD=${2:-}; [ -n "$BUILD" ] || die "--build-dir needs a directory"; shift ;;
-        --no-build) DO_BUILD=0 ;;
-        --strict) STRICT=1 ;;
-        *) echo "$PROG: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+        *) bench_option "$@"; shift $((BENCH_ARGS - 1)) ;;
     esac
     shift
 done
-case "$BUILD" in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 [ "$CLIENTS" -ge "$H2LOAD_THREADS" ] || die "-c ($CLIENTS) must be at least -t ($H2LOAD_THREADS)"
 [ "$SERVER_THREADS" -le 256 ] || die "--threads is at most 256 (lmdm's workers bound)"
 

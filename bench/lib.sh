@@ -4,7 +4,7 @@
 # which the exit trap calls before stopping lmdm and PostgreSQL.
 #
 # Gives, for the scripts' own options and checks: die, posint, say,
-# bench_have, bench_need_tools, bench_build, bench_check_build,
+# bench_option (BUILD, DO_BUILD, PIN, STRICT), bench_have, bench_need_tools, bench_build, bench_check_build,
 # bench_raise_fds, bench_pin (NCPU, SERVER_PIN, CLIENT_PIN).
 # Then bench_begin makes $T (a short scratch directory under /tmp, which the
 # PostgreSQL socket path needs and which the server user can reach as root)
@@ -14,9 +14,9 @@
 # bench_lmdm_conf, bench_start_lmdm (LMDM_PID), bench_check_enrolled,
 # bench_pgbench (TPS, PGLAT), ticks, cpu_pct, bench_log_errors.
 #
-# The scripts set, before calling what uses them: BUILD, DO_BUILD, PIN,
-# LMDM (the broker binary), and for the device benchmarks DEVICES, WORKERS,
-# POOL and DURATION.
+# The scripts define usage(), and set, before calling what uses them: LMDM
+# (the broker binary), and for the device benchmarks DEVICES, WORKERS, POOL
+# and DURATION.
 
 T=""
 LMDM_PID=""
@@ -30,6 +30,39 @@ posint() { # posint VALUE OPTION
     case "$1" in '' | *[!0-9]* | 0) die "$2 needs a positive number, not '$1'" ;; esac
 }
 say() { echo "==> $*"; }
+
+# ---------------------------------------------------------------- options
+
+# The options every benchmark takes, with their defaults; --strict only in a
+# script that sets STRICT. BUILD is made absolute.
+bench_set_build() { case "$1" in /*) BUILD=$1 ;; *) BUILD=$PWD/$1 ;; esac; }
+bench_set_build "${LMDM_BUILD_DIR:-$SRC/build}"
+DO_BUILD=1
+PIN=1
+
+# bench_option "$@": takes the option in $1 if it is one of those (-h,
+# --no-pin, --build-dir DIR, --no-build, --strict); any other ends the
+# script with the usage. BENCH_ARGS: the arguments it took (2 with a value).
+# shellcheck disable=SC2034 # STRICT is the script's
+bench_option() {
+    BENCH_ARGS=1
+    case "$1" in
+        -h | --help) usage; exit 0 ;;
+        --no-pin) PIN=0 ;;
+        --build-dir)
+            [ -n "${2:-}" ] || die "--build-dir needs a directory"
+            bench_set_build "$2"
+            BENCH_ARGS=2 ;;
+        --no-build) DO_BUILD=0 ;;
+        --strict) if [ -n "${STRICT+set}" ]; then STRICT=1; else bench_bad_option "$1"; fi ;;
+        *) bench_bad_option "$1" ;;
+    esac
+}
+bench_bad_option() {
+    echo "$PROG: unknown argument '$1'" >&2
+    usage >&2
+    exit 2
+}
 
 # --------------------------------------------------------- tools, build
 

@@ -18,7 +18,6 @@ set -euo pipefail
 
 PROG=${0##*/}
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=${LMDM_BUILD_DIR:-$SRC/build}
 # shellcheck source=bench/lib.sh
 . "$SRC/bench/lib.sh"
 
@@ -28,8 +27,6 @@ CONCURRENCY=64
 WORKERS=1
 POOL=4
 TRANSPORTS="h2c tls"
-DO_BUILD=1
-PIN=1
 STRICT=0
 TARGET_RATIO=0.5
 TARGET_RT=1
@@ -61,7 +58,6 @@ EOF
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        -h | --help) usage; exit 0 ;;
         --devices) DEVICES=${2:-}; posint "$DEVICES" --devices; shift ;;
         --duration) DURATION=${2:-}; posint "$DURATION" --duration; shift ;;
         --concurrency) CONCURRENCY=${2:-}; posint "$CONCURRENCY" --concurrency; shift ;;
@@ -74,15 +70,10 @@ while [ "$#" -gt 0 ]; do
                 *) die "--transport is h2c, tls or both, not '${2:-}'" ;;
             esac
             shift ;;
-        --no-pin) PIN=0 ;;
-        --build-dir) BUILD=${2:-}; [ -n "$BUILD" ] || die "--build-dir needs a directory"; shift ;;
-        --no-build) DO_BUILD=0 ;;
-        --strict) STRICT=1 ;;
-        *) echo "$PROG: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+        *) bench_option "$@"; shift $((BENCH_ARGS - 1)) ;;
     esac
     shift
 done
-case "$BUILD" in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 [ "$WORKERS" -le 256 ] || die "--workers is at most 256"
 [ "$POOL" -le 64 ] || die "--pool is at most 64"
 

@@ -23,7 +23,6 @@ set -euo pipefail
 
 PROG=${0##*/}
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BUILD=${LMDM_BUILD_DIR:-$SRC/build}
 # shellcheck source=bench/lib.sh
 . "$SRC/bench/lib.sh"
 
@@ -36,8 +35,6 @@ STREAMS=8
 POLLERS=4
 WORKERS=1
 POOL=4
-DO_BUILD=1
-PIN=1
 
 usage() {
     cat <<EOF
@@ -68,7 +65,6 @@ EOF
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
-        -h | --help) usage; exit 0 ;;
         --devices) DEVICES=${2:-}; posint "$DEVICES" --devices; shift ;;
         --duration) DURATION=${2:-}; posint "$DURATION" --duration; shift ;;
         --clients) CLIENTS=${2:-}; posint "$CLIENTS" --clients; shift ;;
@@ -78,14 +74,10 @@ while [ "$#" -gt 0 ]; do
         --pollers) POLLERS=${2:-}; posint "$POLLERS" --pollers; shift ;;
         --workers) WORKERS=${2:-}; posint "$WORKERS" --workers; shift ;;
         --pool) POOL=${2:-}; posint "$POOL" --pool; shift ;;
-        --no-pin) PIN=0 ;;
-        --build-dir) BUILD=${2:-}; [ -n "$BUILD" ] || die "--build-dir needs a directory"; shift ;;
-        --no-build) DO_BUILD=0 ;;
-        *) echo "$PROG: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
+        *) bench_option "$@"; shift $((BENCH_ARGS - 1)) ;;
     esac
     shift
 done
-case "$BUILD" in /*) ;; *) BUILD=$PWD/$BUILD ;; esac
 [ "$WORKERS" -le 256 ] || die "--workers is at most 256"
 [ "$POOL" -le 64 ] || die "--pool is at most 64"
 [ "$CLIENTS" -ge 2 ] || die "--clients is at least 2 (one h2load connection per tenant)"

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         __builtin_trap();
     }
     lmdm_buf_t out = {0};
-    if (lmdm_tenant_result_view("ManagedApplicationList", body, len, "tenant-uuid", "a\nb", &out) == 0 && out.len == 0) __builtin_trap();
+    if (lmdm_tenant_result_view("ManagedApplicationList", body, len, "tenant-uuid", &(lmdm_tenant_owned_t){"a\nb", "p"}, &out) == 0 && out.len == 0) __builtin_trap();
     lmdm_buf_free(&out);
     lmdm_arena_free(a);
     return 0;

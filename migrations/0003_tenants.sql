@@ -435,10 +435,11 @@ $$;
 
 CREATE FUNCTION tenant_commands(p_tenant bigint, p_api_id uuid, p_pseudonym text, p_before uuid, p_limit integer,
                                 OUT body text, OUT request_type text, OUT tenant_uuid text, OUT result text,
-                                OUT owned_apps text)
+                                OUT owned_apps text, OUT owned_profiles text)
 RETURNS SETOF record LANGUAGE sql STABLE AS $$
     SELECT command_json(c, e)::text, c.request_type, c.tenant_command_uuid, c.result,
-           (SELECT string_agg(x.identifier, E'\n') FROM entities x WHERE x.enrollment_id = e.id AND x.kind = 'app')
+           (SELECT string_agg(x.identifier, E'\n') FROM entities x WHERE x.enrollment_id = e.id AND x.kind = 'app'),
+           (SELECT string_agg(x.identifier, E'\n') FROM entities x WHERE x.enrollment_id = e.id AND x.kind = 'profile')
       FROM commands c JOIN enrollments e ON e.id = c.enrollment_id
      WHERE c.tenant_id = p_tenant AND e.tenant_id = p_tenant
        AND (p_api_id IS NULL OR c.api_id = p_api_id)

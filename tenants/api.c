@@ -44,7 +44,8 @@ static const lmdm_db_stmt_t st_record = {
     "t_record", "SELECT decision_record($1, $2, $3, $4, $5, $6::integer, $7, $8, $9::jsonb)", 9};
 static const lmdm_db_stmt_t st_commands = {
     "t_commands",
-    "SELECT body, request_type, tenant_uuid, result, owned_apps FROM tenant_commands($1, $2::uuid, $3, $4::uuid, $5)", 5};
+    "SELECT body, request_type, tenant_uuid, result, owned_apps, owned_profiles "
+    "FROM tenant_commands($1, $2::uuid, $3, $4::uuid, $5)", 5};
 static const lmdm_db_stmt_t st_cancel = {"t_cancel", "SELECT tenant_cancel($1, $2::uuid)", 2};
 static const lmdm_db_stmt_t st_invite = {
     "t_invite", "SELECT public_id, expires_at FROM invitation_create($1, $2, $3, $4::jsonb, $5)", 5};
@@ -333,9 +334,10 @@ static json_t *command_row(PGresult *res, int i)
     if (!PQgetisnull(res, i, 3)) {
         lmdm_buf_t view = {0};
         const char *tu = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
-        const char *apps = PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4);
+        lmdm_tenant_owned_t owned = {PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
+                                     PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5)};
         if (lmdm_tenant_result_view(PQgetvalue(res, i, 1), PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), tu,
-                                    apps, &view) == 0)
+                                    &owned, &view) == 0)
             json_object_set_new(c, "result", json_stringn(view.data ? view.data : "", view.len));
         lmdm_buf_free(&view);
     }

@@ -75,14 +75,51 @@ static void keep_owned_apps(plist_t root, const char *owned)
     plist_dict_set_item(root, "ManagedApplicationList", kept); /* frees the old list */
 }
 
+/* ProfileList: [{PayloadIdentifier, ...}]; keep the tenant's own profiles. */
+static void keep_owned_profiles(plist_t root, const char *owned)
+{
+    plist_t list = plist_dict_get_item(root, "ProfileList");
+    if (!list || plist_get_node_type(list) != PLIST_ARRAY) return;
+    for (uint32_t i = plist_array_get_size(list); i-- > 0;) {
+        plist_t p = plist_array_get_item(list, i);
+        plist_t id = plist_get_node_type(p) == PLIST_DICT ? plist_dict_get_item(p, "PayloadIdentifier") : NULL;
+        const char *s = id && plist_get_node_type(id) == PLIST_STRING ? plist_get_string_ptr(id, NULL) : NULL;
+        if (!s || !owns(owned, s)) plist_array_remove_item(list, i);
+    }
+}
+
+/* SecurityInfo / DeviceInformation: only allow-listed keys in the dictionary
+ * `container` of the answer. */
+static void keep_info_keys(plist_t root, const char *request_type, const char *container)
+{
+    plist_t d = plist_dict_get_item(root, container);
+    if (!d || plist_get_node_type(d) != PLIST_DICT) return;
+    plist_t kept = plist_new_dict();
+    plist_dict_iter it = NULL;
+    plist_dict_new_iter(d, &it);
+    char *key = NULL;
+    plist_t val = NULL;
+    for (plist_dict_next_item(d, it, &key, &val); key; plist_dict_next_item(d, it, &key, &val)) {
+        if (lmdm_policy_info_key_allowed(request_type, key)) plist_dict_set_item(kept, key, plist_copy(val));
+        free(key);
+        key = NULL;
+    }
+    free(it);
+    plist_dict_set_item(root, container, kept);
+}
+
 int lmdm_tenant_result_view(const char *request_type, const char *xml, size_t len, const char *tenant_uuid,
-                            const char *owned_apps, lmdm_buf_t *out)
+                            const lmdm_tenant_owned_t *owned, lmdm_buf_t *out)
 {
     char err[128];
     plist_t root = lmdm_mdm_plist_parse(xml, len, err, sizeof(err));
     if (!root) return LMDM_ERR_INVALID;
     strip(root, request_type, 0);
-    keep_owned_apps(root, owned_apps);
+    keep_owned_apps(root, owned ? owned->apps : NULL);
+    keep_owned_profiles(root, owned ? owned->profiles : NULL);
+    if (request_type && strcmp(request_type, "SecurityInfo") == 0) keep_info_keys(root, request_type, "SecurityInfo");
+    if (request_type && strcmp(request_type, "DeviceInformation") == 0)
+        keep_info_keys(root, request_type, "QueryResponses");
     if (tenant_uuid && *tenant_uuid) plist_dict_set_item(root, "CommandUUID", plist_new_string(tenant_uuid));
     else plist_dict_remove_item(root, "CommandUUID");
     char *text = NULL;

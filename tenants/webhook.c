@@ -45,7 +45,9 @@ static const char DISPATCH_SQL[] =
     " e.pseudonym, h.data::text, t.webhook_url, t.webhook_format,"
     " c.api_id, c.tenant_command_uuid, c.request_type, c.state, c.result,"
     " (SELECT string_agg(x.identifier, E'\\n') FROM entities x WHERE x.enrollment_id = h.enrollment_id"
-    "  AND x.kind = 'app')"
+    "  AND x.kind = 'app'),"
+    " (SELECT string_agg(x.identifier, E'\\n') FROM entities x WHERE x.enrollment_id = h.enrollment_id"
+    "  AND x.kind = 'profile')"
     " FROM tenants t"
     " CROSS JOIN LATERAL (SELECT o.* FROM outbox o WHERE o.tenant_id = t.id AND o.delivered_at IS NULL"
     "                     ORDER BY o.id LIMIT 1) h"
@@ -356,7 +358,8 @@ static int start_delivery(lmdm_webhook_t *w, const PGresult *r, int row)
                                .command_request_type = col(r, row, 11),
                                .command_state = col(r, row, 12),
                                .command_result = col(r, row, 13),
-                               .owned_apps = col(r, row, 14)};
+                               .owned_apps = col(r, row, 14),
+                               .owned_profiles = col(r, row, 15)};
     int64_t outbox_id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
     int64_t tenant_id = strtoll(PQgetvalue(r, row, 1), NULL, 10);
     lmdm_webhook_format_t fmt;

@@ -12,13 +12,21 @@
 #include "lmdm/buf.h"
 #include "lmdm/common.h"
 
+/** What the tenant owns on the device: bundle ids and profile identifiers,
+ * one per line (NULL: none). */
+typedef struct lmdm_tenant_owned {
+    const char *apps;
+    const char *profiles;
+} lmdm_tenant_owned_t;
+
 /** Build the tenant's view of `xml` (the device's whole answer, an XML plist)
  * into `out` as an XML plist. `tenant_uuid` replaces CommandUUID (NULL or ""
- * removes it). `owned_apps`: the bundle ids this tenant installed on the
- * device, one per line (NULL: none); a ManagedApplicationList answer keeps only
- * those. Returns 0, or LMDM_ERR_INVALID if `xml` is not a plist dictionary
- * (out is then left empty). */
+ * removes it). Lists are cut down to the tenant's own entities
+ * (ManagedApplicationList: its apps; ProfileList: its profiles); SecurityInfo
+ * and DeviceInformation answers keep only policy/'s allow-listed keys.
+ * Returns 0, or LMDM_ERR_INVALID if `xml` is not a plist dictionary (out is
+ * then left empty). */
 int lmdm_tenant_result_view(const char *request_type, const char *xml, size_t len, const char *tenant_uuid,
-                            const char *owned_apps, lmdm_buf_t *out) LMDM_MUSTCHECK;
+                            const lmdm_tenant_owned_t *owned, lmdm_buf_t *out) LMDM_MUSTCHECK;
 
 #endif

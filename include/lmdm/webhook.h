@@ -64,6 +64,7 @@ typedef struct lmdm_webhook_event {
     const char *command_state;        /* commands.state: acknowledged | error | format_error */
     const char *command_result;       /* the device's whole answer (XML plist), or NULL */
     const char *owned_apps;           /* the tenant's bundle ids on the device, one per line, or NULL */
+    const char *owned_profiles;       /* the tenant's profile identifiers, one per line, or NULL */
 } lmdm_webhook_event_t;
 
 /** Body formats (tenants.webhook_format). */

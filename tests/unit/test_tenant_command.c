@@ -162,7 +162,7 @@ static void test_result_view(void)
                          "</dict><key>org.owner.diary</key><dict><key>Status</key><string>Managed</string></dict></dict><key>Items</key><array><dict><key>DeviceName</key><string>Dr. Ada's iPhone</string>"
                          "<key>Keep</key><string>yes</string></dict></array></dict></plist>";
     lmdm_buf_t out = {0};
-    CHECK_INT_EQ(lmdm_tenant_result_view("ManagedApplicationList", answer, strlen(answer), "tenant-42", "org.other\norg.stmarys.rounds", &out), 0);
+    CHECK_INT_EQ(lmdm_tenant_result_view("ManagedApplicationList", answer, strlen(answer), "tenant-42", &(lmdm_tenant_owned_t){"org.other\norg.stmarys.rounds", NULL}, &out), 0);
     CHECK(out.data && strstr(out.data, "00008030") == NULL);
     CHECK(out.data && strstr(out.data, "C02XYZ") == NULL);
     CHECK(out.data && strstr(out.data, "Dr. Ada") == NULL);
@@ -180,6 +180,40 @@ static void test_result_view(void)
     CHECK(lmdm_tenant_result_view("X", "<plist><array/></plist>", 23, "u", NULL, &out) != 0);
     CHECK(lmdm_tenant_result_view("X", "garbage", 7, "u", NULL, &out) != 0);
     CHECK_INT_EQ(out.len, 0);
+}
+
+/* Lists keep the tenant's own entities; info answers only allow-listed keys. */
+static void test_result_lists_and_info(void)
+{
+    const char *profiles = "<plist><dict><key>Status</key><string>Acknowledged</string><key>ProfileList</key><array>"
+                           "<dict><key>PayloadIdentifier</key><string>org.stmarys.mail</string></dict>"
+                           "<dict><key>PayloadIdentifier</key><string>org.general.vpn</string></dict>"
+                           "<dict><key>PayloadIdentifier</key><string>com.owner.private</string></dict>"
+                           "</array></dict></plist>";
+    lmdm_tenant_owned_t owned = {NULL, "org.stmarys.mail"};
+    lmdm_buf_t out = {0};
+    CHECK_INT_EQ(lmdm_tenant_result_view("ProfileList", profiles, strlen(profiles), "t", &owned, &out), 0);
+    CHECK(out.data && strstr(out.data, "org.stmarys.mail") != NULL);
+    CHECK(out.data && strstr(out.data, "org.general.vpn") == NULL);
+    CHECK(out.data && strstr(out.data, "com.owner.private") == NULL);
+    lmdm_buf_free(&out);
+    memset(&out, 0, sizeof(out));
+    const char *sec = "<plist><dict><key>SecurityInfo</key><dict><key>PasscodePresent</key><true/>"
+                      "<key>PasscodeCompliant</key><true/><key>ManagementStatus</key><dict/>"
+                      "<key>FirewallSettings</key><dict/></dict></dict></plist>";
+    CHECK_INT_EQ(lmdm_tenant_result_view("SecurityInfo", sec, strlen(sec), "t", &owned, &out), 0);
+    CHECK(out.data && strstr(out.data, "PasscodeCompliant") != NULL);
+    CHECK(out.data && strstr(out.data, "ManagementStatus") == NULL);
+    CHECK(out.data && strstr(out.data, "FirewallSettings") == NULL);
+    lmdm_buf_free(&out);
+    memset(&out, 0, sizeof(out));
+    const char *info = "<plist><dict><key>QueryResponses</key><dict><key>OSVersion</key><string>17.4</string>"
+                       "<key>DeviceName</key><string>Ada</string><key>BatteryLevel</key><real>0.5</real></dict></dict></plist>";
+    CHECK_INT_EQ(lmdm_tenant_result_view("DeviceInformation", info, strlen(info), "t", &owned, &out), 0);
+    CHECK(out.data && strstr(out.data, "17.4") != NULL);
+    CHECK(out.data && strstr(out.data, "Ada") == NULL);
+    CHECK(out.data && strstr(out.data, "BatteryLevel") == NULL);
+    lmdm_buf_free(&out);
 }
 
 static void test_ratelimit(void)
@@ -236,6 +270,7 @@ int main(void)
     RUN(test_hostile_bodies);
     RUN(test_profile_identifier);
     RUN(test_result_view);
+    RUN(test_result_lists_and_info);
     RUN(test_ratelimit);
     RUN(test_secrets);
     lmdm_arena_free(A);
