@@ -4,15 +4,16 @@
 # which the exit trap calls before stopping lmdm and PostgreSQL.
 #
 # Gives, for the scripts' own options and checks: die, posint, say,
-# bench_option (BUILD, DO_BUILD, PIN, STRICT), bench_have, bench_need_tools, bench_build, bench_check_build,
-# bench_raise_fds, bench_pin (NCPU, SERVER_PIN, CLIENT_PIN).
+# bench_option (BUILD, DO_BUILD, PIN, STRICT), bench_have, bench_need_tools,
+# bench_build, bench_check_build, bench_raise_fds, bench_pin (NCPU,
+# SERVER_PIN, CLIENT_PIN).
 # Then bench_begin makes $T (a short scratch directory under /tmp, which the
 # PostgreSQL socket path needs and which the server user can reach as root)
 # and sets the trap that stops everything the script started and removes $T.
 # After it: free_port, stop_pid, client, client_bg, server_bg, bench_wait_up,
 # bench_pg_start (CONNINFO, psqlq, stmt_reset), bench_certs_ports,
 # bench_lmdm_conf, bench_start_lmdm (LMDM_PID), bench_check_enrolled,
-# bench_pgbench (TPS, PGLAT), ticks, cpu_pct, bench_log_errors.
+# bench_pgbench, bench_pgbench_figures (TPS, PGLAT), ticks, cpu_pct, bench_log_errors.
 #
 # The scripts define usage(), and set, before calling what uses them: LMDM
 # (the broker binary), and for the device benchmarks DEVICES, WORKERS, POOL

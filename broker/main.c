@@ -44,6 +44,7 @@ static void usage(FILE *out)
             "  tenant    add, list or disable tenant organizations\n"
             "  key       issue, list or revoke tenant API keys\n"
             "  secret    create the broker's master secret\n"
+            "  policy    print the decision table, or decide one command offline\n"
             "  version   print the version\n"
             "  help      this text\n"
             "\n"
@@ -493,6 +494,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "tenant") == 0) return lmdm_cli_tenant(argc - 1, argv + 1);
     if (strcmp(cmd, "key") == 0) return lmdm_cli_key(argc - 1, argv + 1);
     if (strcmp(cmd, "secret") == 0) return lmdm_cli_secret(argc - 1, argv + 1);
+    if (strcmp(cmd, "policy") == 0) return lmdm_cli_policy(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("lmdm %s\n", LMDM_VERSION);
         return 0;

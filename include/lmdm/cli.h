@@ -15,5 +15,6 @@ int lmdm_cli_load_config(lmdm_config_t *cfg, const char **path);
 int lmdm_cli_secret(int argc, char **argv);
 int lmdm_cli_tenant(int argc, char **argv);
 int lmdm_cli_key(int argc, char **argv);
+int lmdm_cli_policy(int argc, char **argv);
 
 #endif

@@ -142,6 +142,28 @@ case "$(jq -r .result <<<"$r")" in *"$UDID"*) fail "UDID in the API result" ;; *
 list=$(body "$(api GET "/v1/enrollments/$EA/commands" "$KA")")
 expect_eq "$(jq -r '[.commands[].command_uuid] | join(",")' <<<"$list")" "A-2,A-1" "A's history, newest first, only A's"
 
+# ---- what never reaches the device ----------------------------------------------------------------
+before=$(psqlq "SELECT count(*) FROM commands")
+blocks=$(psqlq "SELECT count(*) FROM decisions WHERE tenant_id = $TB AND decision = 'block'")
+for rt in EraseDevice DeviceLocation DeviceLock InstalledApplicationList; do
+  r=$(post_json "$KB" "/v1/enrollments/$EB/commands" "{\"Command\":{\"RequestType\":\"$rt\"}}")
+  expect_eq "$(status "$r"):$(body "$r" | jq -r .decision)" "403:block" "$rt refused"
+done
+r=$(post_json "$KB" "/v1/enrollments/$EB/commands" '{"CommandUUID":"B-info","Command":{"RequestType":"DeviceInformation","Queries":["SerialNumber","DeviceName","OSVersion"]}}')
+expect_eq "$(status "$r")" 202 "DeviceInformation with one harmless query is accepted"
+expect_eq "$(psqlq "SELECT count(*) FROM commands") " "$((before + 1)) " "only that one was queued"
+expect_eq "$(psqlq "SELECT count(*) FROM decisions WHERE tenant_id = $TB AND decision = 'block'")" "$((blocks + 4))" "every refusal is recorded"
+payload=$(psqlq "SELECT payload FROM commands WHERE tenant_command_uuid = 'B-info'")
+case "$payload" in *SerialNumber* | *DeviceName*) fail "an identifying query reached the device" ;; *) pass "identifying queries stripped before the device" ;; esac
+run=$("$SIM" run --dir "$T/dev" --cacert "$CA")
+for rt in EraseDevice DeviceLocation DeviceLock InstalledApplicationList; do
+  case "$run" in *"\"$rt\""*) fail "$rt reached the simulator" ;; esac
+done
+expect_contains "$run" '"request_type":"DeviceInformation"' "the device answered DeviceInformation"
+wait_for 10 sink_has "$T/b.events" '"command_uuid":"B-info"' 1 && pass "B got the DeviceInformation result" || fail "no B-info result"
+case "$(grep B-info "$T/b.events")" in *"$SERIAL"*) fail "the serial number reached B" ;; *) pass "no serial number in the answer B sees" ;; esac
+sed -i '/B-info/d' "$T/b.events"
+
 # ---- B's receiver is down for a while: nothing is lost, order holds -----------------------------
 kill "$SINK_B_PID"; wait "$SINK_B_PID" 2>/dev/null || true
 for i in 2 3 4; do
