@@ -21,13 +21,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256] = "";
     lmdm_tenant_command_t cmd;
     const char *uuid = "0B8B5C57-1111-2222-3333-444455556666";
-    if (lmdm_tenant_command_parse(ct, body, len, uuid, a, &cmd, err, sizeof(err)) == 0) {
+    if (lmdm_tenant_command_parse(ct, body, len, uuid, (data[0] & 4) ? "lmdm.t1." : NULL, a, &cmd, err, sizeof(err)) == 0) {
         if (!cmd.payload || !strstr(cmd.payload, uuid) || !cmd.request_type) __builtin_trap();
     } else if (!cmd.error_code || !err[0]) {
         __builtin_trap();
     }
     lmdm_buf_t out = {0};
-    if (lmdm_tenant_result_view("ManagedApplicationList", body, len, "tenant-uuid", &(lmdm_tenant_owned_t){"a\nb", "p"}, &out) == 0 && out.len == 0) __builtin_trap();
+    if (lmdm_tenant_result_view("ManagedApplicationList", body, len, "tenant-uuid", &(lmdm_tenant_owned_t){"a\nb", "p", "lmdm.t1."}, &out) == 0 && out.len == 0) __builtin_trap();
     lmdm_buf_free(&out);
     lmdm_arena_free(a);
     return 0;

@@ -297,19 +297,15 @@ BEGIN
      WHERE enrollment_id = e.id AND state IN ('queued', 'notnow');
     SELECT id INTO ch_id FROM channels WHERE device_id = e.device_id AND user_key = '';
     IF ch_id IS NOT NULL THEN
-        -- An entity another active tenant of this device also owns stays.
-        FOR ent IN SELECT x.kind, x.identifier FROM entities x
-                    WHERE x.enrollment_id = e.id
-                      AND NOT EXISTS (SELECT 1 FROM entities y JOIN enrollments o ON o.id = y.enrollment_id
-                                       WHERE o.device_id = e.device_id AND o.id <> e.id AND o.state = 'active'
-                                         AND y.kind = x.kind AND y.identifier = x.identifier)
+        FOR ent IN SELECT x.kind, x.identifier FROM entities x WHERE x.enrollment_id = e.id
                     ORDER BY x.created_at, x.identifier LOOP
             u := gen_random_uuid();
             INSERT INTO commands (channel_id, tenant_id, command_uuid, request_type, payload, enrollment_id)
             VALUES (ch_id, 0, u,
                     CASE ent.kind WHEN 'app' THEN 'RemoveApplication' ELSE 'RemoveProfile' END,
                     plist_command(u, CASE ent.kind WHEN 'app' THEN 'RemoveApplication' ELSE 'RemoveProfile' END,
-                                  'Identifier', ent.identifier),
+                                  'Identifier', CASE ent.kind WHEN 'app' THEN ent.identifier
+                                                ELSE 'lmdm.t' || e.tenant_id || '.' || ent.identifier END),
                     e.id);
             n := n + 1;
         END LOOP;
@@ -347,9 +343,11 @@ BEGIN
         PERFORM 1 FROM entities WHERE enrollment_id = e.id AND kind = p_entity_kind AND identifier = p_entity;
         IF NOT FOUND THEN code := 'not_owned'; RETURN; END IF;
     ELSIF p_entity_op = 'add' THEN
+        -- Apps are one per device; profiles live in each tenant's namespace
+        -- (lmdm.t<tenant>.<identifier> on the device) and never clash.
         PERFORM 1 FROM entities x JOIN enrollments o ON o.id = x.enrollment_id
          WHERE o.device_id = e.device_id AND o.id <> e.id AND o.state = 'active'
-           AND x.kind = p_entity_kind AND x.identifier = p_entity;
+           AND x.kind = p_entity_kind AND x.identifier = p_entity AND x.kind = 'app';
         IF FOUND THEN code := 'entity_owned_by_other_tenant'; RETURN; END IF;
         INSERT INTO entities (enrollment_id, kind, identifier) VALUES (e.id, p_entity_kind, p_entity)
         ON CONFLICT DO NOTHING;

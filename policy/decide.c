@@ -106,7 +106,6 @@ static lmdm_policy_verdict_t check_owner(const lmdm_policy_command_t *cmd, const
     const char *rt = cmd->request_type;
     if (!ent) return v;
     if (strcmp(rt, "InstallApplication") == 0 && has(ent->other_apps, cmd->identifier)) return owned_by_other();
-    if (strcmp(rt, "InstallProfile") == 0 && has(ent->other_profiles, cmd->profile_identifier)) return owned_by_other();
     if (strcmp(rt, "RemoveApplication") == 0 && !has(ent->apps, cmd->identifier)) return not_owned();
     if (strcmp(rt, "RemoveProfile") == 0 && !has(ent->profiles, cmd->identifier)) return not_owned();
     for (size_t i = 0; i < cmd->identifiers.n; i++)

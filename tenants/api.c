@@ -327,15 +327,17 @@ static void delete_enrollment(lmdm_tenant_ctx_t *t)
 /* ---- commands ---- */
 
 /* One command row as JSON, with the tenant's view of the device's answer. */
-static json_t *command_row(PGresult *res, int i)
+static json_t *command_row(const lmdm_tenant_ctx_t *t, PGresult *res, int i)
 {
     json_t *c = json_loads(PQgetvalue(res, i, 0), 0, NULL);
     if (!c) return NULL;
     if (!PQgetisnull(res, i, 3)) {
         lmdm_buf_t view = {0};
         const char *tu = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2);
+        char ns[32];
+        lmdm_tenant_profile_ns(t->tenant_id, ns);
         lmdm_tenant_owned_t owned = {PQgetisnull(res, i, 4) ? NULL : PQgetvalue(res, i, 4),
-                                     PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5)};
+                                     PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5), ns};
         if (lmdm_tenant_result_view(PQgetvalue(res, i, 1), PQgetvalue(res, i, 3), (size_t)PQgetlength(res, i, 3), tu,
                                     &owned, &view) == 0)
             json_object_set_new(c, "result", json_stringn(view.data ? view.data : "", view.len));
@@ -352,7 +354,7 @@ static void command_done(void *arg, int err, PGresult *res)
         not_found(t->req, "command");
         return;
     }
-    json_t *c = command_row(res, 0);
+    json_t *c = command_row(t, res, 0);
     if (!c) lmdm_http_respond_error(t->req, 500, "internal", "bad row");
     else respond_json(t->req, 200, c);
 }
@@ -390,7 +392,7 @@ static void commands_list_done(void *arg, int err, PGresult *res)
     if (db_failed(t, err, res)) return;
     json_t *list = json_array();
     for (int i = 0; i < PQntuples(res); i++) {
-        json_t *c = command_row(res, i);
+        json_t *c = command_row(t, res, i);
         if (c) json_array_append_new(list, c);
     }
     size_t n = json_array_size(list);
@@ -582,8 +584,10 @@ static int parse_command(lmdm_tenant_ctx_t *t)
     /* Apple's examples write CommandUUIDs in upper case; the device echoes it. */
     for (char *c = t->broker_uuid; *c; c++)
         if (*c >= 'a' && *c <= 'f') *c = (char)(*c - 'a' + 'A');
+    char ns[32];
+    lmdm_tenant_profile_ns(t->tenant_id, ns);
     if (lmdm_tenant_command_parse(lmdm_http_req_header(req, "content-type"), req->body, req->body_len,
-                                  t->broker_uuid, req->arena, &t->cmd, err, sizeof(err)) != 0) {
+                                  t->broker_uuid, ns, req->arena, &t->cmd, err, sizeof(err)) != 0) {
         t->out_status = strcmp(t->cmd.error_code, "unsupported_media_type") == 0 ? 415 : 400;
         t->out_body = error_body(t->cmd.error_code, err);
         return -1;

@@ -144,6 +144,16 @@ static const char *dict_str(plist_t d, const char *key)
     return plist_get_string_ptr(n, NULL);
 }
 
+/* ns + id, in the arena. */
+static const char *with_ns(lmdm_arena_t *arena, const char *ns, const char *id)
+{
+    size_t a = strlen(ns), b = strlen(id);
+    char *s = lmdm_arena_alloc(arena, a + b + 1);
+    memcpy(s, ns, a);
+    memcpy(s + a, id, b + 1);
+    return s;
+}
+
 /* The content of a profile: a signed one (CMS SignedData) is unwrapped and its
  * signature checked (integrity: the device decides whom it trusts). Sets
  * *signed_ to 1 for a signed profile. NULL with err for a bad signature. */
@@ -227,7 +237,8 @@ static const char *take_merged(plist_t content, lmdm_arena_t *arena)
 
 /* InstallProfile: open the profile, list its payloads for policy/, record its
  * identifier as the tenant's entity, and take out what is merged. */
-static int inspect_profile(plist_t cmd, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err, size_t errlen)
+static int inspect_profile(plist_t cmd, const char *ns, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
+                           size_t errlen)
 {
     plist_t data = plist_dict_get_item(cmd, "Payload");
     if (!data || plist_get_node_type(data) != PLIST_DATA)
@@ -291,10 +302,14 @@ static int inspect_profile(plist_t cmd, lmdm_arena_t *arena, lmdm_tenant_command
     }
     out->policy.payloads = pls;
     out->policy.npayloads = n;
-    if (merges > 0 && merges < n) {
-        /* Install the rest; the merged part goes to the broker's own rule. The
-         * rewritten profile is unsigned: MDM installs need no signature. */
-        out->merged_json = take_merged(pc, arena);
+    if (merges == n && n > 0) {
+        out->merged_json = take_merged(pc, arena); /* nothing is installed */
+    } else if (merges > 0 || ns) {
+        /* Install the rest under the tenant's namespace; the merged part goes
+         * to the broker's own rule. The rewritten profile is unsigned: MDM
+         * installs need no signature (the tenant's was checked above). */
+        if (merges > 0) out->merged_json = take_merged(pc, arena);
+        if (ns) plist_dict_set_item(prof, "PayloadIdentifier", plist_new_string(with_ns(arena, ns, ident)));
         char *xml = NULL;
         uint32_t xlen = 0;
         plist_to_xml(prof, &xml, &xlen);
@@ -304,8 +319,6 @@ static int inspect_profile(plist_t cmd, lmdm_arena_t *arena, lmdm_tenant_command
         }
         plist_dict_set_item(cmd, "Payload", plist_new_data(xml, xlen));
         plist_to_xml_free(xml);
-    } else if (merges == n && n > 0) {
-        out->merged_json = take_merged(pc, arena);
     }
 out:
     plist_free(prof);
@@ -340,8 +353,8 @@ static void strip_queries(plist_t cmd)
 }
 
 /* The plain view policy/ decides on, and the entity the command names. */
-static int extract(plist_t cmd, const char *rt, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
-                   size_t errlen)
+static int extract(plist_t cmd, const char *rt, const char *ns, lmdm_arena_t *arena, lmdm_tenant_command_t *out,
+                   char *err, size_t errlen)
 {
     lmdm_policy_command_t *pc = &out->policy;
     pc->request_type = out->request_type;
@@ -391,8 +404,9 @@ static int extract(plist_t cmd, const char *rt, lmdm_arena_t *arena, lmdm_tenant
         out->entity_kind = "profile";
         out->entity = pc->identifier;
         out->entity_op = "own";
+        if (ns) plist_dict_set_item(cmd, "Identifier", plist_new_string(with_ns(arena, ns, id)));
     } else if (strcmp(rt, "InstallProfile") == 0) {
-        return inspect_profile(cmd, arena, out, err, errlen);
+        return inspect_profile(cmd, ns, arena, out, err, errlen);
     } else if (strcmp(rt, "DeviceInformation") == 0) {
         strip_queries(cmd);
     }
@@ -428,8 +442,11 @@ static plist_t parse_body(const char *ct, const char *body, size_t len, lmdm_ten
     return NULL;
 }
 
+void lmdm_tenant_profile_ns(long long tenant_id, char out[32]) { snprintf(out, 32, "lmdm.t%lld.", tenant_id); }
+
 int lmdm_tenant_command_parse(const char *content_type, const char *body, size_t len, const char *broker_uuid,
-                              lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err, size_t errlen)
+                              const char *profile_ns, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
+                              size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     plist_t root = parse_body(content_type, body, len, out, err, errlen);
@@ -471,7 +488,7 @@ int lmdm_tenant_command_parse(const char *content_type, const char *body, size_t
         }
         out->tenant_uuid = lmdm_arena_strdup(arena, s);
     }
-    if ((rv = extract(cmd, out->request_type, arena, out, err, errlen)) != 0) goto out;
+    if ((rv = extract(cmd, out->request_type, profile_ns, arena, out, err, errlen)) != 0) goto out;
     /* What the device receives: the broker's CommandUUID and the Command. */
     plist_t dev = plist_new_dict();
     plist_dict_set_item(dev, "CommandUUID", plist_new_string(broker_uuid));

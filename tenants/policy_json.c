@@ -43,7 +43,7 @@ json_t *lmdm_policy_decide_body(const char *content_type, const char *body, size
     lmdm_tenant_command_t cmd;
     char err[256];
     json_t *j;
-    if (lmdm_tenant_command_parse(content_type, body, len, "00000000-0000-4000-8000-000000000000", a, &cmd, err,
+    if (lmdm_tenant_command_parse(content_type, body, len, "00000000-0000-4000-8000-000000000000", NULL, a, &cmd, err,
                                   sizeof(err)) != 0) {
         j = json_pack("{s:s,s:s,s:s}", "decision", "invalid", "error", cmd.error_code, "message", err);
         lmdm_arena_free(a);

@@ -75,16 +75,21 @@ static void keep_owned_apps(plist_t root, const char *owned)
     plist_dict_set_item(root, "ManagedApplicationList", kept); /* frees the old list */
 }
 
-/* ProfileList: [{PayloadIdentifier, ...}]; keep the tenant's own profiles. */
-static void keep_owned_profiles(plist_t root, const char *owned)
+/* ProfileList: [{PayloadIdentifier, ...}]; keep the tenant's own profiles,
+ * named as the tenant knows them (without its namespace). */
+static void keep_owned_profiles(plist_t root, const char *owned, const char *ns)
 {
+    size_t nslen = ns ? strlen(ns) : 0;
     plist_t list = plist_dict_get_item(root, "ProfileList");
     if (!list || plist_get_node_type(list) != PLIST_ARRAY) return;
     for (uint32_t i = plist_array_get_size(list); i-- > 0;) {
         plist_t p = plist_array_get_item(list, i);
         plist_t id = plist_get_node_type(p) == PLIST_DICT ? plist_dict_get_item(p, "PayloadIdentifier") : NULL;
         const char *s = id && plist_get_node_type(id) == PLIST_STRING ? plist_get_string_ptr(id, NULL) : NULL;
-        if (!s || !owns(owned, s)) plist_array_remove_item(list, i);
+        if (s && nslen && strncmp(s, ns, nslen) == 0 && owns(owned, s + nslen))
+            plist_dict_set_item(p, "PayloadIdentifier", plist_new_string(s + nslen));
+        else if (!s || nslen || !owns(owned, s))
+            plist_array_remove_item(list, i);
     }
 }
 
@@ -116,7 +121,7 @@ int lmdm_tenant_result_view(const char *request_type, const char *xml, size_t le
     if (!root) return LMDM_ERR_INVALID;
     strip(root, request_type, 0);
     keep_owned_apps(root, owned ? owned->apps : NULL);
-    keep_owned_profiles(root, owned ? owned->profiles : NULL);
+    keep_owned_profiles(root, owned ? owned->profiles : NULL, owned ? owned->profile_ns : NULL);
     if (request_type && strcmp(request_type, "SecurityInfo") == 0) keep_info_keys(root, request_type, "SecurityInfo");
     if (request_type && strcmp(request_type, "DeviceInformation") == 0)
         keep_info_keys(root, request_type, "QueryResponses");

@@ -14,6 +14,7 @@
  * waits in STOP_SLICE_MS slices), so stop returns within about a second
  * whatever the database or a tenant endpoint does. */
 #include "lmdm/webhook.h"
+#include "lmdm/tenant_command.h"
 
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -360,6 +361,9 @@ static int start_delivery(lmdm_webhook_t *w, const PGresult *r, int row)
                                .command_result = col(r, row, 13),
                                .owned_apps = col(r, row, 14),
                                .owned_profiles = col(r, row, 15)};
+    char ns[32];
+    lmdm_tenant_profile_ns(atoll(PQgetvalue(r, row, 1)), ns);
+    ev.profile_ns = ns;
     int64_t outbox_id = strtoll(PQgetvalue(r, row, 0), NULL, 10);
     int64_t tenant_id = strtoll(PQgetvalue(r, row, 1), NULL, 10);
     lmdm_webhook_format_t fmt;

@@ -56,7 +56,7 @@ static json_t *result_view(const lmdm_webhook_event_t *ev, const char *tenant_uu
     if (!ev->command_result) return json_null();
     lmdm_buf_t view = {0};
     const char *rt = ev->command_request_type ? ev->command_request_type : "";
-    lmdm_tenant_owned_t owned = {ev->owned_apps, ev->owned_profiles};
+    lmdm_tenant_owned_t owned = {ev->owned_apps, ev->owned_profiles, ev->profile_ns};
     int rv = lmdm_tenant_result_view(rt, ev->command_result, strlen(ev->command_result), tenant_uuid, &owned, &view);
     json_t *j;
     if (rv != 0 || !view.data)

@@ -60,7 +60,9 @@ typedef struct lmdm_strs {
 /** What the device holds, as far as this tenant's decision needs. */
 typedef struct lmdm_policy_entities {
     lmdm_strs_t apps, profiles;             /* this tenant's */
-    lmdm_strs_t other_apps, other_profiles; /* other tenants' on this device (never named to the tenant) */
+    lmdm_strs_t other_apps;     /* other tenants' apps on this device (never named to the tenant) */
+    lmdm_strs_t other_profiles; /* other tenants' profiles: informational, profiles live in per-tenant
+                                 * namespaces on the device and never clash */
 } lmdm_policy_entities_t;
 
 /** One payload of an InstallProfile, as plain values. */

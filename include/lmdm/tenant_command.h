@@ -40,10 +40,18 @@ typedef struct lmdm_tenant_command {
     const char *merged_json;
 } lmdm_tenant_command_t;
 
-/** Parse and rebuild a tenant command. Returns 0, or LMDM_ERR_INVALID with
- * out->error_code and a human message in err. */
+/** Parse and rebuild a tenant command. `profile_ns` (e.g. "lmdm.t3.", NULL for
+ * none) namespaces the tenant's profile identifiers on the device: an
+ * InstallProfile's PayloadIdentifier and a RemoveProfile's Identifier are
+ * prefixed with it, so two tenants' "com.example.mail" never clash (the
+ * tenant keeps using its own identifier; entity and policy/ see that one).
+ * Returns 0, or LMDM_ERR_INVALID with out->error_code and a human message in
+ * err. */
 int lmdm_tenant_command_parse(const char *content_type, const char *body, size_t len, const char *broker_uuid,
-                              lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
+                              const char *profile_ns, lmdm_arena_t *arena, lmdm_tenant_command_t *out, char *err,
                               size_t errlen) LMDM_MUSTCHECK;
+
+/** The namespace of tenant `tenant_id`'s profiles on the device ("lmdm.t<id>."). */
+void lmdm_tenant_profile_ns(long long tenant_id, char out[32]);
 
 #endif

@@ -17,6 +17,7 @@
 typedef struct lmdm_tenant_owned {
     const char *apps;
     const char *profiles;
+    const char *profile_ns; /* the tenant's profile namespace on the device (lmdm_tenant_profile_ns), or NULL */
 } lmdm_tenant_owned_t;
 
 /** Build the tenant's view of `xml` (the device's whole answer, an XML plist)

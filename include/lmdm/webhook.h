@@ -65,6 +65,7 @@ typedef struct lmdm_webhook_event {
     const char *command_result;       /* the device's whole answer (XML plist), or NULL */
     const char *owned_apps;           /* the tenant's bundle ids on the device, one per line, or NULL */
     const char *owned_profiles;       /* the tenant's profile identifiers, one per line, or NULL */
+    const char *profile_ns;           /* the tenant's profile namespace on the device, or NULL */
 } lmdm_webhook_event_t;
 
 /** Body formats (tenants.webhook_format). */

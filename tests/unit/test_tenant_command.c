@@ -22,7 +22,7 @@ static char err[256];
 static int parse(const char *ct, const char *body, lmdm_tenant_command_t *c)
 {
     err[0] = '\0';
-    return lmdm_tenant_command_parse(ct, body, strlen(body), BUUID, A, c, err, sizeof(err));
+    return lmdm_tenant_command_parse(ct, body, strlen(body), BUUID, NULL, A, c, err, sizeof(err));
 }
 
 static void test_plist_command(void)
@@ -151,6 +151,61 @@ static void test_profile_identifier(void)
     EVP_PKEY_free(key);
 }
 
+/* Profiles carry the tenant's namespace on the device, never in what the
+ * tenant sends or sees. */
+static void test_profile_namespace(void)
+{
+    const char *prof = "<?xml version=\"1.0\"?><plist version=\"1.0\"><dict><key>PayloadType</key><string>Configuration</string>"
+                       "<key>PayloadIdentifier</key><string>org.stmarys.mail</string><key>PayloadContent</key><array>"
+                       "<dict><key>PayloadType</key><string>com.apple.mail.managed</string></dict>"
+                       "<dict><key>PayloadType</key><string>com.apple.mobiledevice.passwordpolicy</string>"
+                       "<key>minLength</key><integer>6</integer></dict></array></dict></plist>";
+    char b64[2048], body[4096];
+    EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)prof, (int)strlen(prof));
+    snprintf(body, sizeof(body), "{\"Command\":{\"RequestType\":\"InstallProfile\",\"Payload\":{\"$data\":\"%s\"}}}", b64);
+    lmdm_tenant_command_t c;
+    CHECK_INT_EQ(lmdm_tenant_command_parse("application/json", body, strlen(body), BUUID, "lmdm.t3.", A, &c, err,
+                                           sizeof(err)),
+                 0);
+    CHECK_STR_EQ(c.entity, "org.stmarys.mail"); /* the tenant's own name */
+    CHECK(c.merged_json && strstr(c.merged_json, "passwordpolicy") != NULL);
+    CHECK_INT_EQ(c.policy.npayloads, 2);
+    /* The device's profile: namespaced, without the merged passcode payload. */
+    plist_t root = NULL, cmd, data;
+    plist_from_xml(c.payload, (uint32_t)c.payload_len, &root);
+    cmd = root ? plist_dict_get_item(root, "Command") : NULL;
+    data = cmd ? plist_dict_get_item(cmd, "Payload") : NULL;
+    CHECK(data != NULL);
+    if (data) {
+        uint64_t n = 0;
+        const char *p = plist_get_data_ptr(data, &n);
+        char *txt = strndup(p, n);
+        CHECK(strstr(txt, "<string>lmdm.t3.org.stmarys.mail</string>") != NULL);
+        CHECK(strstr(txt, "passwordpolicy") == NULL);
+        CHECK(strstr(txt, "com.apple.mail.managed") != NULL);
+        free(txt);
+    }
+    plist_free(root);
+    const char *rm = "{\"Command\":{\"RequestType\":\"RemoveProfile\",\"Identifier\":\"org.stmarys.mail\"}}";
+    CHECK_INT_EQ(lmdm_tenant_command_parse("application/json", rm, strlen(rm), BUUID, "lmdm.t3.", A, &c, err, sizeof(err)), 0);
+    CHECK_STR_EQ(c.entity, "org.stmarys.mail");
+    CHECK(strstr(c.payload, "<string>lmdm.t3.org.stmarys.mail</string>") != NULL);
+
+    const char *list = "<plist><dict><key>ProfileList</key><array>"
+                       "<dict><key>PayloadIdentifier</key><string>lmdm.t3.org.stmarys.mail</string></dict>"
+                       "<dict><key>PayloadIdentifier</key><string>lmdm.t4.org.stmarys.mail</string></dict>"
+                       "<dict><key>PayloadIdentifier</key><string>org.stmarys.mail</string></dict>"
+                       "</array></dict></plist>";
+    lmdm_buf_t out = {0};
+    lmdm_tenant_owned_t owned = {NULL, "org.stmarys.mail", "lmdm.t3."};
+    CHECK_INT_EQ(lmdm_tenant_result_view("ProfileList", list, strlen(list), "t", &owned, &out), 0);
+    CHECK(out.data && strstr(out.data, "lmdm.t") == NULL);
+    CHECK(out.data && strstr(out.data, "<string>org.stmarys.mail</string>") != NULL);
+    const char *first = out.data ? strstr(out.data, "org.stmarys.mail") : NULL;
+    CHECK(first && strstr(first + 1, "org.stmarys.mail") == NULL); /* only its own, once */
+    lmdm_buf_free(&out);
+}
+
 static void test_result_view(void)
 {
     const char *answer = "<?xml version=\"1.0\"?><plist version=\"1.0\"><dict>"
@@ -162,7 +217,7 @@ static void test_result_view(void)
                          "</dict><key>org.owner.diary</key><dict><key>Status</key><string>Managed</string></dict></dict><key>Items</key><array><dict><key>DeviceName</key><string>Dr. Ada's iPhone</string>"
                          "<key>Keep</key><string>yes</string></dict></array></dict></plist>";
     lmdm_buf_t out = {0};
-    CHECK_INT_EQ(lmdm_tenant_result_view("ManagedApplicationList", answer, strlen(answer), "tenant-42", &(lmdm_tenant_owned_t){"org.other\norg.stmarys.rounds", NULL}, &out), 0);
+    CHECK_INT_EQ(lmdm_tenant_result_view("ManagedApplicationList", answer, strlen(answer), "tenant-42", &(lmdm_tenant_owned_t){"org.other\norg.stmarys.rounds", NULL, NULL}, &out), 0);
     CHECK(out.data && strstr(out.data, "00008030") == NULL);
     CHECK(out.data && strstr(out.data, "C02XYZ") == NULL);
     CHECK(out.data && strstr(out.data, "Dr. Ada") == NULL);
@@ -190,7 +245,7 @@ static void test_result_lists_and_info(void)
                            "<dict><key>PayloadIdentifier</key><string>org.general.vpn</string></dict>"
                            "<dict><key>PayloadIdentifier</key><string>com.owner.private</string></dict>"
                            "</array></dict></plist>";
-    lmdm_tenant_owned_t owned = {NULL, "org.stmarys.mail"};
+    lmdm_tenant_owned_t owned = {NULL, "org.stmarys.mail", NULL};
     lmdm_buf_t out = {0};
     CHECK_INT_EQ(lmdm_tenant_result_view("ProfileList", profiles, strlen(profiles), "t", &owned, &out), 0);
     CHECK(out.data && strstr(out.data, "org.stmarys.mail") != NULL);
@@ -269,6 +324,7 @@ int main(void)
     RUN(test_bare_command_and_json);
     RUN(test_hostile_bodies);
     RUN(test_profile_identifier);
+    RUN(test_profile_namespace);
     RUN(test_result_view);
     RUN(test_result_lists_and_info);
     RUN(test_ratelimit);
