@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const char *const mine[] = {"org.stmarys.rounds"}, *const theirs[] = {"org.general.app"};
     static const char *const myp[] = {"org.stmarys.mail"}, *const theirp[] = {"org.general.vpn"};
     lmdm_policy_entities_t ent = {{mine, 1}, {myp, 1}, {theirs, 1}, {theirp, 1}};
-    lmdm_policy_device_t dev = {(data[0] & 2) ? LMDM_PLATFORM_MACOS : LMDM_PLATFORM_IOS, (data[0] & 4) != 0};
+    lmdm_policy_device_t dev = {(data[0] & 2) ? LMDM_PLATFORM_MACOS : LMDM_PLATFORM_IOS, (data[0] & 4) != 0,
+                                (data[0] & 8) != 0};
     json_t *j = lmdm_policy_decide_body((data[0] & 1) ? "application/json" : "application/xml",
                                         (const char *)data + 1, size - 1, &ent, &dev);
     const char *d = j ? json_string_value(json_object_get(j, "decision")) : NULL;

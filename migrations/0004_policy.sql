@@ -3,12 +3,16 @@
 -- policy/ needs to decide: the device's platform and enrollment type, and
 -- whose apps and profiles are on it.
 
+-- Operator setting: this tenant's EraseDevice means "retire" (remove only
+-- its own apps and profiles, end its enrollment) instead of being refused.
+ALTER TABLE tenants ADD COLUMN wipe_as_retire boolean NOT NULL DEFAULT false;
+
 CREATE TABLE decisions (
     id              bigserial PRIMARY KEY,
     tenant_id       bigint NOT NULL REFERENCES tenants (id),
     enrollment_id   bigint NOT NULL REFERENCES enrollments (id),
     request_type    text NOT NULL,
-    decision        text NOT NULL CHECK (decision IN ('allow', 'scope', 'merge', 'block')),
+    decision        text NOT NULL CHECK (decision IN ('allow', 'scope', 'merge', 'block', 'retire')),
     reason          text,
     payload_index   integer,
     payload_type    text,
@@ -25,7 +29,8 @@ CREATE INDEX decisions_enrollment ON decisions (enrollment_id, id);
 -- active tenants' on the device, one per line.
 CREATE FUNCTION tenant_policy_context(p_tenant bigint, p_pseudonym text,
                                       OUT code text, OUT platform text, OUT user_enrollment boolean,
-                                      OUT apps text, OUT profiles text, OUT other_apps text, OUT other_profiles text)
+                                      OUT apps text, OUT profiles text, OUT other_apps text, OUT other_profiles text,
+                                      OUT wipe_as_retire boolean)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
     e enrollments%ROWTYPE;
@@ -39,6 +44,7 @@ BEGIN
     platform := CASE WHEN coalesce(d.info ->> 'ProductName', d.info ->> 'Model', '') ~* '^(mac|imac)' THEN 'macos'
                      ELSE 'ios' END;
     user_enrollment := d.enrollment_type = 'user';
+    SELECT t.wipe_as_retire INTO wipe_as_retire FROM tenants t WHERE t.id = p_tenant;
     SELECT string_agg(identifier, E'\n') FILTER (WHERE kind = 'app'),
            string_agg(identifier, E'\n') FILTER (WHERE kind = 'profile')
       INTO apps, profiles FROM entities WHERE enrollment_id = e.id;
@@ -83,4 +89,23 @@ BEGIN
                coalesce(p_detail, '{}')
           FROM commands c WHERE c.api_id = p_api_id;
     END IF;
+END $$;
+
+-- A tenant's EraseDevice configured as retire: the tenant leaves the device
+-- (enrollment_remove: exactly its apps and profiles are removed) and the
+-- decision is recorded with it. Codes as enrollment_remove, or 'not_found'.
+CREATE FUNCTION tenant_retire(p_tenant bigint, p_pseudonym text, p_tenant_uuid text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    eid bigint;
+    code text;
+BEGIN
+    SELECT id INTO eid FROM enrollments WHERE tenant_id = p_tenant AND pseudonym = p_pseudonym;
+    IF eid IS NULL THEN RETURN 'not_found'; END IF;
+    code := enrollment_remove(eid, 'tenant');
+    IF code = 'ok' THEN
+        INSERT INTO decisions (tenant_id, enrollment_id, request_type, decision, reason, tenant_command_uuid)
+        VALUES (p_tenant, eid, 'EraseDevice', 'retire', 'wipe_as_retire', p_tenant_uuid);
+    END IF;
+    RETURN code;
 END $$;

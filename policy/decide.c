@@ -129,6 +129,13 @@ lmdm_policy_verdict_t lmdm_policy_decide(const lmdm_policy_command_t *cmd, const
     const char *rt = cmd ? cmd->request_type : NULL;
     const lmdm_policy_rule_t *r = lmdm_policy_command_rule(rt);
     if (!r) return block("unknown_command", "the broker has no rule for this command, so it is refused");
+    if (strcmp(rt, "EraseDevice") == 0 && dev && dev->wipe_as_retire) {
+        lmdm_policy_verdict_t v = verdict(LMDM_POLICY_SCOPE, NULL,
+                                          "retire: the organization's own apps and profiles are removed and it leaves "
+                                          "the device; nothing else is erased");
+        v.retire = 1;
+        return v;
+    }
     if (r->kind == LMDM_POLICY_BLOCK) return block(r->reason, r->explain);
     if (r->ue_forbidden & ue_bit(dev)) return block("forbidden_under_user_enrollment", ue_explain);
     lmdm_policy_verdict_t v = verdict(r->kind, NULL, r->explain);

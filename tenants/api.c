@@ -37,9 +37,10 @@ static const lmdm_db_stmt_t st_enqueue = {
     13};
 static const lmdm_db_stmt_t st_context = {
     "t_context",
-    "SELECT code, platform, user_enrollment, apps, profiles, other_apps, other_profiles "
+    "SELECT code, platform, user_enrollment, apps, profiles, other_apps, other_profiles, wipe_as_retire "
     "FROM tenant_policy_context($1, $2)",
     2};
+static const lmdm_db_stmt_t st_retire = {"t_retire", "SELECT tenant_retire($1, $2, $3)", 3};
 static const lmdm_db_stmt_t st_record = {
     "t_record", "SELECT decision_record($1, $2, $3, $4, $5, $6::integer, $7, $8, $9::jsonb)", 9};
 static const lmdm_db_stmt_t st_commands = {
@@ -530,6 +531,18 @@ static void recorded(void *arg, int err, PGresult *res)
                               t->verdict.explain));
 }
 
+static void retired(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    if (db_failed(t, err, res)) return;
+    if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0) {
+        outcome(t, 410, error_body("gone", "this enrollment has ended"));
+        return;
+    }
+    outcome(t, 202, json_pack("{s:s,s:s,s:s,s:s,s:s}", "enrollment_id", t->pseudonym, "request_type", "EraseDevice",
+                              "decision", "retire", "state", "removed", "message", t->verdict.explain));
+}
+
 static void context_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
@@ -542,7 +555,7 @@ static void context_done(void *arg, int err, PGresult *res)
     }
     lmdm_arena_t *a = t->req->arena;
     lmdm_policy_device_t dev = {strcmp(PQgetvalue(res, 0, 1), "macos") == 0 ? LMDM_PLATFORM_MACOS : LMDM_PLATFORM_IOS,
-                                strcmp(PQgetvalue(res, 0, 2), "t") == 0};
+                                strcmp(PQgetvalue(res, 0, 2), "t") == 0, strcmp(PQgetvalue(res, 0, 7), "t") == 0};
     lmdm_policy_entities_t ent = {lines(a, res, 3), lines(a, res, 4), lines(a, res, 5), lines(a, res, 6)};
     t->verdict = lmdm_policy_decide(&t->cmd.policy, &dev, &ent);
     const lmdm_tenant_command_t *c = &t->cmd;
@@ -554,6 +567,11 @@ static void context_done(void *arg, int err, PGresult *res)
     }
     const char *detail_p = detail ? lmdm_arena_strdup(a, detail) : NULL;
     free(detail);
+    if (t->verdict.retire) {
+        const char *p[] = {t->tenant, t->pseudonym, c->tenant_uuid};
+        run(t, &st_retire, p, retired);
+        return;
+    }
     if (t->verdict.kind == LMDM_POLICY_BLOCK || t->verdict.kind == LMDM_POLICY_MERGE) {
         char idx[16];
         snprintf(idx, sizeof(idx), "%d", t->verdict.payload_index);

@@ -58,6 +58,7 @@ json_t *lmdm_policy_decide_body(const char *content_type, const char *body, size
     }
     if (v.merge_payloads) json_object_set_new(j, "merged_payloads", json_integer((json_int_t)v.merge_payloads));
     if (v.kept_queries) json_object_set_new(j, "kept_queries", json_integer((json_int_t)v.kept_queries));
+    if (v.retire) json_object_set_new(j, "retire", json_true());
     if (cmd.entity)
         json_object_set_new(j, "entity", json_pack("{s:s,s:s,s:s}", "kind", cmd.entity_kind, "identifier", cmd.entity,
                                                    "op", cmd.entity_op));

@@ -41,6 +41,7 @@ typedef struct {
     long tenant;
     int global;
     const char *role;
+    const char *retire; /* "on" | "off" */
     int help;
 } admin_opts_t;
 
@@ -50,7 +51,8 @@ static int admin_opts(int argc, char **argv, admin_opts_t *o, const char *help)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"tenant", required_argument, NULL, 't'},
         {"global", no_argument, NULL, 'g'},       {"role", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},         {"wipe-as-retire", required_argument, NULL, 'w'},
+        {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
     o->tenant = -1;
@@ -70,6 +72,7 @@ static int admin_opts(int argc, char **argv, admin_opts_t *o, const char *help)
         }
         case 'g': o->global = 1; break;
         case 'r': o->role = optarg; break;
+        case 'w': o->retire = optarg; break;
         case 'h': fputs(help, stdout); return 1;
         default: fputs(help, stderr); return -1;
         }
@@ -174,18 +177,23 @@ static const char tenant_help[] =
     "usage: lmdm tenant add NAME [--config FILE]\n"
     "       lmdm tenant list [--config FILE]\n"
     "       lmdm tenant disable ID [--config FILE]\n"
+    "       lmdm tenant set ID --wipe-as-retire on|off [--config FILE]\n"
     "\n"
     "add      register an organization; prints its id. Issue it a key with\n"
     "         `lmdm key issue --tenant ID --role admin`.\n"
     "list     every tenant: id, state, active enrollments, name\n"
     "disable  the tenant's keys stop working (401) and its invitations can no\n"
-    "         longer be accepted; its enrollments and their history stay.\n";
+    "         longer be accepted; its enrollments and their history stay.\n"
+    "set      --wipe-as-retire on: the tenant's EraseDevice no longer gets refused\n"
+    "         but means \"retire\": its own apps and profiles are removed and it\n"
+    "         leaves the device. Nothing else is ever erased. Default off.\n";
 
 int lmdm_cli_tenant(int argc, char **argv)
 {
     const char *verb = argc >= 2 ? argv[1] : "";
     int help = strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0;
-    if (strcmp(verb, "add") != 0 && strcmp(verb, "list") != 0 && strcmp(verb, "disable") != 0) {
+    if (strcmp(verb, "add") != 0 && strcmp(verb, "list") != 0 && strcmp(verb, "disable") != 0 &&
+        strcmp(verb, "set") != 0) {
         fputs(tenant_help, help ? stdout : stderr);
         return help ? 0 : 2;
     }
@@ -193,7 +201,8 @@ int lmdm_cli_tenant(int argc, char **argv)
     int rv = admin_opts(argc - 1, argv + 1, &o, tenant_help);
     if (rv) return rv > 0 ? 0 : 2;
     const char *arg = optind < argc - 1 ? argv[optind + 1] : NULL;
-    if ((strcmp(verb, "list") != 0 && !arg) || (strcmp(verb, "list") == 0 && arg)) {
+    if ((strcmp(verb, "list") != 0 && !arg) || (strcmp(verb, "list") == 0 && arg) ||
+        (strcmp(verb, "set") == 0 && (!o.retire || (strcmp(o.retire, "on") != 0 && strcmp(o.retire, "off") != 0)))) {
         fputs(tenant_help, stderr);
         return 2;
     }
@@ -222,6 +231,17 @@ int lmdm_cli_tenant(int argc, char **argv)
         for (int i = 0; i < PQntuples(res); i++)
             printf("%-6s %-9s %-12s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
                    PQgetvalue(res, i, 3));
+        code = 0;
+    } else if (strcmp(verb, "set") == 0) {
+        const char *v[] = {arg, strcmp(o.retire, "on") == 0 ? "true" : "false"};
+        res = admin_exec(&env, "tenant set", "UPDATE tenants SET wipe_as_retire = $2::boolean WHERE id::text = $1 RETURNING id",
+                         2, v);
+        if (!res) goto out;
+        if (PQntuples(res) == 0) {
+            fprintf(stderr, "lmdm tenant set: no tenant %s\n", arg);
+            goto out;
+        }
+        printf("tenant %s: wipe-as-retire %s\n", arg, o.retire);
         code = 0;
     } else {
         const char *v[] = {arg};

@@ -11,7 +11,8 @@
 
 static const char policy_help[] =
     "usage: lmdm policy table\n"
-    "       lmdm policy decide [--entities OWNED.json] [--platform ios|macos] [--user-enrollment] COMMAND\n"
+    "       lmdm policy decide [--entities OWNED.json] [--platform ios|macos] [--user-enrollment]\n"
+    "                          [--wipe-as-retire] COMMAND\n"
     "\n"
     "table   every RequestType and profile PayloadType with the broker's decision\n"
     "        (allow, scope, merge, block), reason code, where Apple forbids it under\n"
@@ -21,6 +22,7 @@ static const char policy_help[] =
     "        same fields as JSON when the name ends in .json. OWNED.json says what is\n"
     "        on the device: {\"apps\": [...], \"profiles\": [...], \"other_apps\": [...],\n"
     "        \"other_profiles\": [...]} (this tenant's, and other tenants').\n"
+    "        --wipe-as-retire: the tenant's EraseDevice means retire (see `lmdm tenant set`).\n"
     "        Exit status: 0 allowed (allow, scope, merge), 3 blocked, 1 invalid input.\n";
 
 static int read_file(const char *path, lmdm_buf_t *out)
@@ -49,10 +51,11 @@ static int decide(int argc, char **argv)
     static const struct option longopts[] = {{"entities", required_argument, NULL, 'e'},
                                              {"platform", required_argument, NULL, 'p'},
                                              {"user-enrollment", no_argument, NULL, 'u'},
+                                             {"wipe-as-retire", no_argument, NULL, 'w'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     const char *entities = NULL;
-    lmdm_policy_device_t dev = {LMDM_PLATFORM_IOS, 0};
+    lmdm_policy_device_t dev = {LMDM_PLATFORM_IOS, 0, 0};
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -67,6 +70,7 @@ static int decide(int argc, char **argv)
             }
             break;
         case 'u': dev.user_enrollment = 1; break;
+        case 'w': dev.wipe_as_retire = 1; break;
         case 'h': fputs(policy_help, stdout); return 0;
         default: fputs(policy_help, stderr); return 2;
         }

@@ -45,10 +45,11 @@ const lmdm_policy_rule_t *lmdm_policy_payload_rule(const char *payload_type);
 
 typedef enum { LMDM_PLATFORM_IOS = 1, LMDM_PLATFORM_MACOS = 2 } lmdm_platform_t;
 
-/** The device as policy sees it. */
+/** The device as policy sees it, and the asking tenant's settings. */
 typedef struct lmdm_policy_device {
     lmdm_platform_t platform;
     int user_enrollment;
+    int wipe_as_retire; /* the operator configured this tenant's EraseDevice to mean "retire" */
 } lmdm_policy_device_t;
 
 /** A list of strings. */
@@ -95,6 +96,8 @@ typedef struct lmdm_policy_verdict {
     const char *payload_type;
     size_t merge_payloads;    /* InstallProfile: payloads to take out for the merge */
     size_t kept_queries;      /* DeviceInformation: queries that stay (see lmdm_policy_query_allowed) */
+    int retire;               /* EraseDevice as "retire": remove only this tenant's entities and end its
+                               * enrollment (kind SCOPE); nothing of the device is erased */
 } lmdm_policy_verdict_t;
 
 /** The decision for one tenant command. `ent` NULL: ownership is not checked

@@ -178,6 +178,24 @@ SINK_PIDS+=($!)
 wait_for 15 sink_has "$T/b.events" '^command.result ' 4 && pass "the results arrive once the receiver is back" || fail "B events after recovery: $(cat "$T/b.events")"
 expect_eq "$(grep '^command.result ' "$T/b.events" | grep -o '"command_uuid":"B-[0-9]"' | cut -d'"' -f4 | tr '\n' ' ')" "B-1 B-2 B-3 B-4 " "in order, none lost"
 
+# ---- a tenant whose wipe means "retire" -------------------------------------------------------------
+TC=$("$LMDM_BIN" tenant add "Clinic C" --config "$CONF")
+KC=$("$LMDM_BIN" key issue --tenant "$TC" --role admin --config "$CONF")
+expect_eq "$(accept "$KC")" 200 "the owner accepts Clinic C"
+EC=$(body "$(api GET /v1/enrollments "$KC")" | jq -r '.enrollments[0].id')
+expect_eq "$(status "$(post_json "$KC" "/v1/enrollments/$EC/commands" "$(install C-1 org.clinic.app)")")" 202 "C installs its app"
+"$SIM" run --dir "$T/dev" --cacert "$CA" >/dev/null
+r=$(post_json "$KC" "/v1/enrollments/$EC/commands" '{"Command":{"RequestType":"EraseDevice"}}')
+expect_eq "$(status "$r"):$(body "$r" | jq -r .reason)" "403:wipe" "by default a wipe is refused"
+expect_contains "$("$LMDM_BIN" tenant set "$TC" --wipe-as-retire on --config "$CONF")" "wipe-as-retire on" "operator sets wipe-as-retire"
+r=$(post_json "$KC" "/v1/enrollments/$EC/commands" '{"Command":{"RequestType":"EraseDevice"}}')
+expect_eq "$(status "$r"):$(body "$r" | jq -r .decision)" "202:retire" "now the wipe retires the tenant"
+expect_eq "$(psqlq "SELECT request_type FROM commands WHERE state = 'queued' AND payload LIKE '%org.clinic.app%'")" "RemoveApplication" \
+  "exactly C's app is removed"
+expect_eq "$(psqlq "SELECT count(*) FROM commands WHERE request_type = 'EraseDevice'")" 0 "nothing is erased"
+expect_eq "$(status "$(api GET /v1/enrollments/"$EC" "$KC")")" 410 "C's enrollment has ended"
+"$SIM" run --dir "$T/dev" --cacert "$CA" >/dev/null
+
 # ---- leaving --------------------------------------------------------------------------------------
 pagex=$(curl -s --cacert "$CA" -b "$T/jar" "$TLS_URL/owner/enrollments/$EA/remove")
 csrf=$(csrf_of "$pagex")

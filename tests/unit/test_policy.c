@@ -110,7 +110,7 @@ static void test_tables_sorted_and_user_enrollment(void)
     size_t n;
     const lmdm_policy_rule_t *rules = lmdm_policy_command_rules(&n);
     for (size_t i = 1; i < n; i++) CHECK(strcmp(rules[i - 1].name, rules[i].name) < 0);
-    lmdm_policy_device_t ue_ios = {LMDM_PLATFORM_IOS, 1}, ue_mac = {LMDM_PLATFORM_MACOS, 1};
+    lmdm_policy_device_t ue_ios = {LMDM_PLATFORM_IOS, 1, 0}, ue_mac = {LMDM_PLATFORM_MACOS, 1, 0};
     for (size_t i = 0; i < n; i++) {
         lmdm_policy_command_t c = {.request_type = rules[i].name, .identifier = "org.x.app"};
         if (rules[i].ue_forbidden & LMDM_UE_IOS) CHECK_INT_EQ(lmdm_policy_decide(&c, &ue_ios, NULL).kind, LMDM_POLICY_BLOCK);
@@ -133,7 +133,7 @@ static void test_tables_sorted_and_user_enrollment(void)
 
 /* ---- decisions, table-driven ---- */
 
-static const lmdm_policy_device_t IOS = {LMDM_PLATFORM_IOS, 0};
+static const lmdm_policy_device_t IOS = {LMDM_PLATFORM_IOS, 0, 0};
 static const char *const mine[] = {"org.stmarys.rounds", "org.stmarys.badge"};
 static const char *const theirs[] = {"org.general.app"};
 static const char *const my_profiles[] = {"org.stmarys.mail"};
@@ -208,7 +208,11 @@ static void test_commands(void)
            (lmdm_policy_command_t){.request_type = "Settings", .settings_items = STRS("ApplicationAttributes"),
                                    .settings_ids = STRS("org.general.app")},
            LMDM_POLICY_BLOCK, "not_owned");
-    lmdm_policy_device_t ue = {LMDM_PLATFORM_MACOS, 1};
+    lmdm_policy_device_t retire = {LMDM_PLATFORM_IOS, 0, 1};
+    lmdm_policy_verdict_t rv = lmdm_policy_decide(&(lmdm_policy_command_t){.request_type = "EraseDevice"}, &retire, NULL);
+    CHECK_INT_EQ(rv.kind, LMDM_POLICY_SCOPE);
+    CHECK_INT_EQ(rv.retire, 1);
+    lmdm_policy_device_t ue = {LMDM_PLATFORM_MACOS, 1, 0};
     lmdm_policy_command_t rm = {.request_type = "RemoveApplication", .identifier = "org.stmarys.rounds"};
     CHECK_STR_EQ(lmdm_policy_decide(&rm, &ue, &ENT).reason, "forbidden_under_user_enrollment");
     lmdm_policy_verdict_t di = lmdm_policy_decide(
