@@ -6,9 +6,10 @@
 #       allowed by the policy) to POST /v1/enrollments/{id}/commands over h2c,
 #       one h2load per tenant, spread over that tenant's enrollments. Accepted
 #       commands/s (202 answers), p50/p99, PostgreSQL round trips per request
-#       (pg_stat_statements). As the limit, pgbench runs the same two
-#       statements the broker runs per request (API key lookup, then
-#       tenant_enqueue), prepared, over the unix socket, with as many clients
+#       (pg_stat_statements). As the limit, pgbench runs the same three
+#       statements the broker runs per request (API key lookup, the policy
+#       context, then tenant_enqueue_decided), prepared, over the unix socket,
+#       with as many clients
 #       as the broker has database connections, in the same run.
 #   (b) end-to-end latency: both tenants' webhooks point at webhook-sink, the
 #       devices poll continuously and answer (lmdm-sim fleet --mode cycle),
@@ -254,7 +255,8 @@ c1=$(ticks "$LMDM_PID")
 g1=$(pg_ticks)
 CALLS=$(stmt_calls)
 CALLS_KEY=$(stmt_calls '%api_key_get%')
-CALLS_ENQ=$(stmt_calls '%tenant_enqueue%')
+CALLS_CTX=$(stmt_calls '%tenant_policy_context%')
+CALLS_ENQ=$(stmt_calls '%tenant_enqueue_decided%')
 A_CPU=$(cpu_pct $((c1 - c0)) $((n1 - n0)))
 A_PGCPU=$(cpu_pct $((g1 - g0)) $((n1 - n0)))
 
@@ -288,8 +290,8 @@ if [ "$A_NON202" -gt 0 ]; then
     echo "    answers other than 202 ($A_LOST request(s) without an answer; by status):"
     cat "$T/h2-A.log" "$T/h2-B.log" | awk -F'\t' '$2 != 202 { n[$2]++ } END { for (s in n) printf "      %s %d\n", s, n[s] }'
 fi
-printf '    %d requests, %d accepted (202), %s accepted/s; statements: %s (api_key_get %s, tenant_enqueue %s); queue now %s\n' \
-    "$A_REQ" "$A_202" "$A_RPS" "$CALLS" "$CALLS_KEY" "$CALLS_ENQ" "$QUEUED"
+printf '    %d requests, %d accepted (202), %s accepted/s; statements: %s (api_key_get %s, tenant_policy_context %s, tenant_enqueue_decided %s); queue now %s\n' \
+    "$A_REQ" "$A_202" "$A_RPS" "$CALLS" "$CALLS_KEY" "$CALLS_CTX" "$CALLS_ENQ" "$QUEUED"
 
 # ---------------------------------------------------------------- pgbench
 
@@ -302,17 +304,18 @@ psqlq "CREATE TABLE bench_enrollments AS
 # plist stays valid without its newlines).
 PAYLOAD=$(psqlq "SELECT quote_literal(replace(payload, chr(10), '')) FROM commands WHERE tenant_id <> 0 ORDER BY id LIMIT 1")
 [ -n "$PAYLOAD" ] || die "no tenant command in the database to take the payload from"
-# One API request as the database sees it: the key lookup, then the enqueue
-# with the broker's parameters (fresh uuids, no tenant CommandUUID, no
-# entity, push on). The enrollment's tenant and pseudonym come from an
+# One API request as the database sees it: the key lookup, the policy
+# context, then the enqueue with its decision, with the broker's parameters
+# (fresh uuids, no tenant CommandUUID, no entity, push on). The enrollment's tenant and pseudonym come from an
 # indexed table in the same statement.
 cat >"$T/enqueue.sql" <<EOF
 \\set i random(1, $NENR)
 SELECT tenant_id, role, key_hash, revoked, tenant_active FROM api_key_get(:keyid);
-SELECT q.code, q.created_at FROM bench_enrollments b, LATERAL tenant_enqueue(b.tenant_id, b.pseudonym, gen_random_uuid(), gen_random_uuid(), NULL, 'ManagedApplicationList', $PAYLOAD, NULL, NULL, NULL, false) q WHERE b.i = :i;
+SELECT q.code, q.platform, q.user_enrollment, q.apps, q.profiles, q.other_apps, q.other_profiles, q.wipe_as_retire FROM bench_enrollments b, LATERAL tenant_policy_context(b.tenant_id, b.pseudonym) q WHERE b.i = :i;
+SELECT q.code, q.created_at FROM bench_enrollments b, LATERAL tenant_enqueue_decided(b.tenant_id, b.pseudonym, gen_random_uuid(), gen_random_uuid(), NULL, 'ManagedApplicationList', $PAYLOAD, NULL, NULL, NULL, false, 'allow', NULL) q WHERE b.i = :i;
 EOF
 cancel_pending
-say "pgbench: the two statements alone, $PGCLIENTS client(s) (= workers x db_pool_size), prepared, ${DURATION} s"
+say "pgbench: the three statements alone, $PGCLIENTS client(s) (= workers x db_pool_size), prepared, ${DURATION} s"
 g0=$(pg_ticks)
 n0=$(date +%s%N)
 bench_pgbench -c "$PGCLIENTS" -D keyid="$KEYID_A" -f "$T/enqueue.sql"
@@ -321,7 +324,7 @@ sleep 0.5 # pgbench's backends end and are reaped (their time then counts)
 PG_PGCPU=$(cpu_pct $(($(pg_ticks) - g0)) $((n1 - n0)))
 bench_pgbench_figures
 PGOK=$(psqlq "SELECT count(*) FROM commands WHERE tenant_id <> 0 AND state = 'queued'")
-[ "$PGOK" -gt 0 ] || die "pgbench queued no command (tenant_enqueue did not answer ok)"
+[ "$PGOK" -gt 0 ] || die "pgbench queued no command (tenant_enqueue_decided did not answer ok)"
 printf '    %s tps, latency average %s ms, %s commands queued\n' "$TPS" "$PGLAT" "$PGOK"
 cancel_pending
 
@@ -456,8 +459,8 @@ printf '   %-8s %11s %9s %9s %10s %8s %9s %8s\n' "" accepted/s p50_ms p99_ms "db
 printf '   %-8s %11.0f %9.2f %9.2f %10s %8s %8s%% %7s%%\n' lmdm "$A_RPS" "$A_P50" "$A_P99" "$A_RT" "$A_NON202" \
     "$A_CPU" "$A_PGCPU"
 echo
-echo "== Limit: pgbench running api_key_get + tenant_enqueue alone ($PGCLIENTS clients, -M prepared, unix socket)"
-printf '   pgbench  %11.0f tps (latency average %s ms), 2 db round trips per transaction, PG CPU %s%%\n' \
+echo "== Limit: pgbench running api_key_get + tenant_policy_context + tenant_enqueue_decided alone ($PGCLIENTS clients, -M prepared, unix socket)"
+printf '   pgbench  %11.0f tps (latency average %s ms), 3 db round trips per transaction, PG CPU %s%%\n' \
     "$TPS" "$PGLAT" "$PG_PGCPU"
 printf '   ratio    %11.2f x pgbench\n' "$(awk -v a="$A_RPS" -v b="$TPS" 'BEGIN { print a / b }')"
 echo

@@ -56,22 +56,69 @@ static int owns(const char *owned, const char *id)
     return 0;
 }
 
-/* ManagedApplicationList: {bundle id: attributes}; keep the tenant's own. */
-static void keep_owned_apps(plist_t root, const char *owned)
+/* "a\nb" as a list (the copy is the caller's to free with free(v[0]) and v). */
+static lmdm_strs_t split_lines(const char *text)
+{
+    if (!text || !*text) return (lmdm_strs_t){NULL, 0};
+    char *copy = strdup(text);
+    size_t n = 1;
+    for (const char *p = copy; *p; p++) n += *p == '\n';
+    const char **v = malloc(n * sizeof(char *));
+    if (!copy || !v) {
+        free(copy);
+        free(v);
+        return (lmdm_strs_t){NULL, 0};
+    }
+    size_t i = 0;
+    v[i++] = copy;
+    for (char *p = copy; *p; p++)
+        if (*p == '\n') {
+            *p = '\0';
+            v[i++] = p + 1;
+        }
+    return (lmdm_strs_t){v, i};
+}
+
+static void free_lines(lmdm_strs_t l)
+{
+    if (l.n) free((void *)l.v[0]);
+    free((void *)l.v);
+}
+
+/* ManagedApplicationList: {bundle id: attributes}; keep the tenant's own
+ * (policy/ decides which). */
+static void keep_owned_apps(plist_t root, const char *owned_text)
 {
     plist_t list = plist_dict_get_item(root, "ManagedApplicationList");
     if (!list || plist_get_node_type(list) != PLIST_DICT) return;
+    uint32_t n = plist_dict_get_size(list);
+    char **names = calloc(n + 1, sizeof(char *));
+    plist_t *vals = calloc(n + 1, sizeof(plist_t));
+    unsigned char *keep = calloc(n + 1, 1);
+    lmdm_strs_t owned = split_lines(owned_text);
     plist_t kept = plist_new_dict();
-    plist_dict_iter it = NULL;
-    plist_dict_new_iter(list, &it);
-    char *key = NULL;
-    plist_t val = NULL;
-    for (plist_dict_next_item(list, it, &key, &val); key; plist_dict_next_item(list, it, &key, &val)) {
-        if (owns(owned, key)) plist_dict_set_item(kept, key, plist_copy(val));
+    if (names && vals && keep) {
+        plist_dict_iter it = NULL;
+        plist_dict_new_iter(list, &it);
+        uint32_t i = 0;
+        char *key = NULL;
+        plist_t val = NULL;
+        for (plist_dict_next_item(list, it, &key, &val); key && i < n; plist_dict_next_item(list, it, &key, &val)) {
+            names[i] = key;
+            vals[i++] = val;
+            key = NULL;
+        }
         free(key);
-        key = NULL;
+        free(it);
+        lmdm_policy_filter_owned((lmdm_strs_t){(const char *const *)names, i}, owned, keep);
+        for (uint32_t k = 0; k < i; k++)
+            if (keep[k]) plist_dict_set_item(kept, names[k], plist_copy(vals[k]));
+        for (uint32_t k = 0; k < i; k++) free(names[k]);
     }
-    free(it);
+    free(names);
+    free(vals);
+    free(keep);
+    free_lines(owned);
     plist_dict_set_item(root, "ManagedApplicationList", kept); /* frees the old list */
 }
 

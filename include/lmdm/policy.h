@@ -120,6 +120,11 @@ int lmdm_policy_query_allowed(const char *query);
  * part of the restrictions payload a tenant may ask for). */
 int lmdm_policy_managed_data_key(const char *key);
 
+/** Response filtering of a list answer: keep[i] = 1 for the entries of
+ * `listed` that are among `owned` (the tenant's own entities), else 0.
+ * Returns how many are kept. */
+size_t lmdm_policy_filter_owned(lmdm_strs_t listed, lmdm_strs_t owned, unsigned char *keep);
+
 /** 0 if a key of a device answer must never reach a tenant, at any depth
  * (device identifiers such as UDID, SerialNumber, IMEI, MAC addresses, the
  * device name, the owner's user names); 1 otherwise. */

@@ -274,6 +274,17 @@ static void test_profiles(void)
     CHECK_INT_EQ(profile(accounts, 4, "org.general.vpn").kind, LMDM_POLICY_SCOPE);
 }
 
+static void test_filter(void)
+{
+    unsigned char keep[5];
+    size_t n = lmdm_policy_filter_owned(STRS("org.stmarys.rounds", "com.owner.diary", "org.general.app", "org.stmarys",
+                                             "org.stmarys.roundsX"),
+                                        ENT.apps, keep);
+    CHECK_INT_EQ(n, 1);
+    CHECK(keep[0] && !keep[1] && !keep[2] && !keep[3] && !keep[4]); /* exact names only, never prefixes */
+    CHECK_INT_EQ(lmdm_policy_filter_owned(STRS("org.stmarys.rounds"), (lmdm_strs_t){NULL, 0}, keep), 0);
+}
+
 static void test_keys(void)
 {
     CHECK(lmdm_policy_query_allowed("OSVersion"));
@@ -297,6 +308,7 @@ int main(void)
     RUN(test_tables_sorted_and_user_enrollment);
     RUN(test_commands);
     RUN(test_profiles);
+    RUN(test_filter);
     RUN(test_keys);
     return harness_finish();
 }
