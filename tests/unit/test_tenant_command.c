@@ -99,6 +99,29 @@ static void test_hostile_bodies(void)
                          c.error_code ? c.error_code : "(none)", cases[i].code, err);
         CHECK(err[0] != '\0');
     }
+    /* Huge arrays and wrong element types in the lists policy/ reads. */
+    {
+        size_t cap = 2000 * 8 + 200;
+        char *big = malloc(cap);
+        strcpy(big, "{\"Command\":{\"RequestType\":\"ManagedApplicationAttributes\",\"Identifiers\":[");
+        for (int i = 0; i < 2000; i++) strcat(big, i ? ",\"a.b\"" : "\"a.b\"");
+        strcat(big, "]}}");
+        CHECK(parse("application/json", big, &c) != 0);
+        CHECK_STR_EQ(c.error_code, "bad_command");
+        free(big);
+    }
+    static const char *const typed[] = {
+        "{\"Command\":{\"RequestType\":\"ValidateApplications\",\"Identifiers\":[\"a\",5]}}",
+        "{\"Command\":{\"RequestType\":\"ValidateApplications\",\"Identifiers\":\"a\"}}",
+        "{\"Command\":{\"RequestType\":\"DeviceInformation\",\"Queries\":[{}]}}",
+        "{\"Command\":{\"RequestType\":\"Settings\",\"Settings\":{}}}",
+        "{\"Command\":{\"RequestType\":\"Settings\",\"Settings\":[{\"Identifier\":\"x\"}]}}",
+        "{\"Command\":{\"RequestType\":\"Settings\"}}",
+    };
+    for (size_t i = 0; i < sizeof(typed) / sizeof(typed[0]); i++) {
+        CHECK(parse("application/json", typed[i], &c) != 0);
+        CHECK(c.error_code && strcmp(c.error_code, "bad_command") == 0);
+    }
     /* Deeper than the limit, in both syntaxes. */
     char deep[4096] = "{\"Command\":{\"RequestType\":\"X\",\"a\":";
     for (int i = 0; i < 40; i++) strcat(deep, "[");
