@@ -109,9 +109,12 @@ expect_contains "$("$LMDM_BIN" key list --tenant "$A" --config "$CONF")" "revoke
 expect_eq "$(status "$(api GET /v1/enrollments "$KB")")" 401 "disabled tenant's key -> 401"
 
 # ---- rate limit ------------------------------------------------------------------------------
-codes=$(for _ in $(seq 40); do code -H "Authorization: Bearer $KA" "$PLAIN_URL/v1/enrollments"; echo; done | sort | uniq -c | tr -s ' ')
-expect_contains "$codes" " 429" "a burst over tenant_burst gets 429"
-r=$(curl -s -i -H "Authorization: Bearer $KA" "$PLAIN_URL/v1/enrollments")
+r=""
+for _ in $(seq 80); do
+  r=$(curl -s -i -H "Authorization: Bearer $KA" "$PLAIN_URL/v1/enrollments")
+  case "$r" in "HTTP/1.1 429"*) break ;; esac
+done
+expect_contains "$r" "HTTP/1.1 429" "a burst over tenant_burst gets 429"
 expect_contains "$r" "Retry-After:" "429 says when to retry"
 expect_eq "$(status "$(api GET /v1/enrollments "$KAUD")")" 403 "the role is checked before the rate limit"
 
