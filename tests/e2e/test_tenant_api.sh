@@ -27,7 +27,7 @@ KA=$("$LMDM_BIN" key issue --tenant "$A" --role admin --config "$CONF")
 KB=$("$LMDM_BIN" key issue --tenant "$B" --role admin --config "$CONF")
 KAUD=$("$LMDM_BIN" key issue --tenant "$A" --role auditor --config "$CONF")
 case "$KA" in lmdm_????????????_*) pass "key has the documented shape" ;; *) fail "key shape: $KA" ;; esac
-expect_eq "$(psqlq "SELECT count(*) FROM api_keys WHERE key_hash LIKE '%' || split_part('$KA', '_', 3) || '%'")" 0 "the key itself is not stored"
+expect_eq "$(psqlq "SELECT count(*) FROM api_keys WHERE position('${KA:18:20}' in key_hash || id) > 0")" 0 "the key itself is not stored"
 expect_eq "$("$LMDM_BIN" key issue --tenant 99 --role admin --config "$CONF" 2>&1 >/dev/null)" "lmdm key issue: no active tenant 99" "no key for a tenant that does not exist"
 expect_eq "$("$LMDM_BIN" key issue --global --role admin --config "$CONF" >/dev/null 2>&1; echo $?)" 2 "a global key is auditor only"
 expect_eq "$("$LMDM_BIN" key --help | head -1 | cut -c1-15)" "usage: lmdm key" "key --help"
@@ -68,7 +68,7 @@ r=$(api POST /v1/invitations "$KA" -H 'Content-Type: application/json' -d '{"not
 expect_eq "$(status "$r")" 201 "invitation created"
 code1=$(body "$r" | sed -n 's/.*"code":"\([^"]*\)".*/\1/p')
 expect_contains "$(body "$r")" "\"url\":\"https://mdm.example.org/invite/$code1\"" "invitation URL on the public URL"
-expect_eq "$(psqlq "SELECT count(*) FROM invitations WHERE code_hash LIKE '%$code1%'")" 0 "the code is stored only hashed"
+expect_eq "$(psqlq "SELECT count(*) FROM invitations WHERE position('${code1:0:20}' in code_hash) > 0")" 0 "the code is stored only hashed"
 expect_eq "$(psqlq "SELECT note FROM invitations")" "Cardiology" "note stored"
 r=$(api POST /v1/invitations "$KA" -H 'Content-Type: application/json' -d '{"expires_in":99999999}')
 expect_eq "$(status "$r")" 400 "expiry beyond invitation_ttl refused"
