@@ -118,7 +118,7 @@ expect_eq "$(status "$r"):$(body "$r" | jq -r .error)" "400:bad_json" "malformed
 r=$(api POST "/v1/enrollments/$EA/commands" "$KA" -H 'Content-Type: application/xml' --data-binary '<plist><dict><key>Command</key><dict>')
 expect_eq "$(status "$r"):$(body "$r" | jq -r .error)" "400:bad_plist" "malformed plist -> 400 with a code"
 expect_eq "$(psqlq "SELECT count(*) FROM commands")" 3 "only the three accepted commands are queued"
-expect_eq "$(psqlq "SELECT count(*) FROM commands WHERE payload LIKE '%A-1%' OR payload LIKE '%B-1%'")" 0 "the device never sees a tenant's CommandUUID"
+expect_eq "$(psqlq "SELECT count(*) FROM commands WHERE payload LIKE '%<string>A-1</string>%' OR payload LIKE '%<string>B-1</string>%'")" 0 "the device never sees a tenant's CommandUUID"
 expect_eq "$(status "$(api GET /v1/commands/"$CA1" "$KB")")" 404 "another tenant's command -> 404"
 expect_eq "$(status "$(api DELETE /v1/commands/"$CA1" "$KB")")" 404 "another tenant cannot cancel it"
 
