@@ -28,13 +28,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "lmdm/bgdb.h"
 #include "lmdm/log.h"
 
 #define POLL_MS 1000       /* look for due retries at least this often */
 #define LOCK_RETRY_MS 3000 /* another instance delivers: ask again this often */
-#define RECONNECT_MAX_MS 5000
-#define STOP_SLICE_MS 100   /* socket waits check the stop flag this often */
-#define DB_TIMEOUT_MS 30000 /* one query or connection attempt */
 #define MAX_INFLIGHT 256    /* tenants delivered to at once */
 #define LAST_ERROR_MAX 200
 
@@ -88,9 +86,8 @@ struct lmdm_webhook {
     int backoff_max_s;
     lmdm_secrets_t secrets;
     CURLM *multi;
-    PGconn *conn;
+    lmdm_bgdb_t db;
     int locked;
-    int reconnect_ms;
     int standby_logged;
     delivery_t *inflight;
     int ninflight;
@@ -110,95 +107,6 @@ static int stopping(lmdm_webhook_t *w)
 static void idle(lmdm_webhook_t *w, int ms)
 {
     if (!stopping(w)) curl_multi_poll(w->multi, NULL, 0, ms, NULL);
-}
-
-/* Wait for `events` on fd: 1 ready, 0 deadline passed, -1 stopping. */
-static int wait_fd(lmdm_webhook_t *w, int fd, short events, uint64_t deadline_ns)
-{
-    while (!stopping(w)) {
-        if (lmdm_now_ns() >= deadline_ns) return 0;
-        struct pollfd p = {.fd = fd, .events = events};
-        int n = poll(&p, 1, STOP_SLICE_MS);
-        if (n > 0) return 1;
-    }
-    return -1;
-}
-
-/* ---- database ------------------------------------------------------------ */
-
-static void log_db_error(const char *what, const PGconn *conn, const PGresult *res)
-{
-    const char *msg = res ? PQresultErrorMessage(res) : PQerrorMessage(conn);
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        n--;
-    lmdm_warn("webhook: %s: %.*s", what, (int)n, msg);
-}
-
-/* Run one statement without blocking past a stop request. Returns the last
- * result (caller clears it) or NULL if the connection failed, timed out or
- * the deliverer is stopping: the caller then drops the connection. */
-static PGresult *db_exec(lmdm_webhook_t *w, const char *sql, int nparams, const char *const *values)
-{
-    PGconn *c = w->conn;
-    uint64_t deadline = lmdm_now_ns() + (uint64_t)DB_TIMEOUT_MS * 1000000u;
-    if (!PQsendQueryParams(c, sql, nparams, NULL, values, NULL, NULL, 0)) return NULL;
-    int fl;
-    while ((fl = PQflush(c)) == 1)
-        if (wait_fd(w, PQsocket(c), POLLOUT | POLLIN, deadline) <= 0 || !PQconsumeInput(c)) return NULL;
-    if (fl < 0) return NULL;
-    PGresult *last = NULL;
-    for (;;) {
-        while (PQisBusy(c)) {
-            if (wait_fd(w, PQsocket(c), POLLIN, deadline) <= 0 || !PQconsumeInput(c)) {
-                PQclear(last);
-                return NULL;
-            }
-        }
-        PGresult *r = PQgetResult(c);
-        if (!r) break;
-        PQclear(last);
-        last = r;
-    }
-    if (!last) log_db_error("query", c, NULL);
-    return last;
-}
-
-/* db_exec expecting `want`; logs and returns NULL otherwise. */
-static PGresult *db_expect(lmdm_webhook_t *w, const char *what, const char *sql, int nparams,
-                           const char *const *values, ExecStatusType want)
-{
-    PGresult *r = db_exec(w, sql, nparams, values);
-    if (r && PQresultStatus(r) == want) return r;
-    if (r || !stopping(w)) log_db_error(what, w->conn, r);
-    PQclear(r);
-    return NULL;
-}
-
-static int db_connect(lmdm_webhook_t *w)
-{
-    PGconn *c = PQconnectStart(w->conninfo);
-    if (!c || PQstatus(c) == CONNECTION_BAD) goto fail;
-    uint64_t deadline = lmdm_now_ns() + (uint64_t)DB_TIMEOUT_MS * 1000000u;
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (st != PGRES_POLLING_OK) {
-        if (st == PGRES_POLLING_FAILED) goto fail;
-        short ev = st == PGRES_POLLING_READING ? POLLIN : POLLOUT;
-        int r = wait_fd(w, PQsocket(c), ev, deadline);
-        if (r < 0) {
-            PQfinish(c);
-            return -1;
-        }
-        if (r == 0) goto fail;
-        st = PQconnectPoll(c);
-    }
-    w->conn = c;
-    w->reconnect_ms = 0;
-    return 0;
-fail:
-    if (!stopping(w)) log_db_error("cannot connect to the database", c, NULL);
-    PQfinish(c);
-    return -1;
 }
 
 /* ---- deliveries ---------------------------------------------------------- */
@@ -242,8 +150,7 @@ static void abandon_all(lmdm_webhook_t *w)
 static void drop_conn(lmdm_webhook_t *w)
 {
     abandon_all(w);
-    if (w->conn) PQfinish(w->conn);
-    w->conn = NULL;
+    lmdm_bgdb_drop(&w->db);
     w->locked = 0;
 }
 
@@ -252,7 +159,7 @@ static int record_delivered(lmdm_webhook_t *w, const delivery_t *d)
     char id[24];
     snprintf(id, sizeof id, "%" PRId64, d->outbox_id);
     const char *v[] = {id};
-    PGresult *r = db_expect(w, "cannot record a delivery", DELIVERED_SQL, 1, v, PGRES_COMMAND_OK);
+    PGresult *r = lmdm_bgdb_expect(&w->db, "cannot record a delivery", DELIVERED_SQL, 1, v, PGRES_COMMAND_OK);
     if (!r) return -1;
     PQclear(r);
     lmdm_debug("webhook: tenant %" PRId64 " event %" PRId64 " (%s) delivered", d->tenant_id, d->outbox_id,
@@ -268,7 +175,7 @@ static int record_failed(lmdm_webhook_t *w, int64_t tenant_id, int64_t outbox_id
     snprintf(max, sizeof max, "%d", w->backoff_max_s);
     snprintf(err, sizeof err, "%s", why);
     const char *v[] = {id, err, max};
-    PGresult *r = db_expect(w, "cannot record a failed delivery", FAILED_SQL, 3, v, PGRES_TUPLES_OK);
+    PGresult *r = lmdm_bgdb_expect(&w->db, "cannot record a failed delivery", FAILED_SQL, 3, v, PGRES_TUPLES_OK);
     if (!r) return -1;
     if (PQntuples(r) == 1) {
         int attempts = atoi(PQgetvalue(r, 0, 0)), delay = atoi(PQgetvalue(r, 0, 1));
@@ -407,7 +314,7 @@ static int dispatch(lmdm_webhook_t *w)
     char lim[16];
     snprintf(lim, sizeof lim, "%d", room);
     const char *v[] = {busy.data, lim};
-    PGresult *r = db_expect(w, "cannot read the outbox", DISPATCH_SQL, 2, v, PGRES_TUPLES_OK);
+    PGresult *r = lmdm_bgdb_expect(&w->db, "cannot read the outbox", DISPATCH_SQL, 2, v, PGRES_TUPLES_OK);
     lmdm_buf_free(&busy);
     if (!r) return -1;
     int rv = 0;
@@ -454,22 +361,12 @@ static int finish_transfers(lmdm_webhook_t *w)
 /* 1: this instance delivers; 0: another one does; -1: connection trouble. */
 static int take_lock(lmdm_webhook_t *w)
 {
-    char key[24];
-    snprintf(key, sizeof key, "%lld", (long long)LMDM_WEBHOOK_LOCK_KEY);
-    const char *v[] = {key};
-    PGresult *r = db_expect(w, "cannot take the delivery lock", "SELECT pg_try_advisory_lock($1::bigint)", 1,
-                            v, PGRES_TUPLES_OK);
-    if (!r) return -1;
-    int got = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    PQclear(r);
-    if (!got) {
-        if (!w->standby_logged) lmdm_info("webhook: another broker instance delivers webhooks; standing by");
-        w->standby_logged = 1;
-        return 0;
+    int got = lmdm_bgdb_take_lock(&w->db, LMDM_WEBHOOK_LOCK_KEY, "lmdm_outbox");
+    if (got <= 0) {
+        if (got == 0 && !w->standby_logged) lmdm_info("webhook: another broker instance delivers webhooks; standing by");
+        if (got == 0) w->standby_logged = 1;
+        return got;
     }
-    r = db_expect(w, "cannot listen", "LISTEN lmdm_outbox", 0, NULL, PGRES_COMMAND_OK);
-    if (!r) return -1;
-    PQclear(r);
     lmdm_info("webhook: delivering");
     w->standby_logged = 0;
     w->locked = 1;
@@ -480,15 +377,9 @@ static int take_lock(lmdm_webhook_t *w)
 /* Any notification means "some tenant has a new event": dispatch. */
 static int read_notifies(lmdm_webhook_t *w)
 {
-    if (!PQconsumeInput(w->conn)) {
-        log_db_error("connection lost", w->conn, NULL);
-        return -1;
-    }
-    PGnotify *n;
-    while ((n = PQnotifies(w->conn))) {
-        w->dirty = 1;
-        PQfreemem(n);
-    }
+    int n = lmdm_bgdb_notifies(&w->db);
+    if (n < 0) return -1;
+    if (n > 0) w->dirty = 1;
     return 0;
 }
 
@@ -500,7 +391,7 @@ static void wait_and_perform(lmdm_webhook_t *w)
         uint64_t now = lmdm_now_ns();
         timeout = w->next_poll_ns > now ? (int)((w->next_poll_ns - now) / 1000000u) + 1 : 0;
     }
-    struct curl_waitfd pg = {.fd = PQsocket(w->conn), .events = CURL_WAIT_POLLIN};
+    struct curl_waitfd pg = {.fd = PQsocket(w->db.conn), .events = CURL_WAIT_POLLIN};
     curl_multi_poll(w->multi, &pg, 1, timeout, NULL);
     int running;
     curl_multi_perform(w->multi, &running);
@@ -508,9 +399,7 @@ static void wait_and_perform(lmdm_webhook_t *w)
 
 static void reconnect_pause(lmdm_webhook_t *w)
 {
-    w->reconnect_ms = w->reconnect_ms ? w->reconnect_ms * 2 : 250;
-    if (w->reconnect_ms > RECONNECT_MAX_MS) w->reconnect_ms = RECONNECT_MAX_MS;
-    idle(w, w->reconnect_ms);
+    idle(w, lmdm_bgdb_backoff(&w->db));
 }
 
 /* One turn with a connection that holds the lock; -1 drops the connection. */
@@ -534,7 +423,7 @@ static void *run(void *arg)
 {
     lmdm_webhook_t *w = arg;
     while (!stopping(w)) {
-        if (!w->conn && db_connect(w) != 0) {
+        if (!w->db.conn && lmdm_bgdb_connect(&w->db) != 0) {
             reconnect_pause(w);
             continue;
         }
@@ -564,6 +453,7 @@ lmdm_webhook_t *lmdm_webhook_start(const lmdm_config_t *cfg, const lmdm_secrets_
     lmdm_webhook_t *w = lmdm_xcalloc(1, sizeof *w);
     atomic_init(&w->stop, 0);
     w->conninfo = lmdm_xstrdup(cfg->database_url ? cfg->database_url : "");
+    w->db = (lmdm_bgdb_t){.conninfo = w->conninfo, .who = "webhook", .stop = &w->stop};
     w->timeout_ms = cfg->webhook_timeout_ms > 0 ? cfg->webhook_timeout_ms : 10000;
     w->backoff_max_s = cfg->webhook_backoff_max_s > 0 ? cfg->webhook_backoff_max_s : 1;
     w->secrets = *secrets;

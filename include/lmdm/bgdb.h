@@ -1,0 +1,51 @@
+/* A PostgreSQL session for a background thread of the broker (webhook
+ * deliverer, rules applier): blocking calls, but every wait is cut into short
+ * slices that check a stop flag, so the thread stops within about 100 ms
+ * whatever the database does. Never use it on an event-loop thread. */
+#ifndef LMDM_BGDB_H
+#define LMDM_BGDB_H
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef struct lmdm_bgdb {
+    PGconn *conn;            /* NULL when not connected */
+    const char *conninfo;    /* borrowed */
+    const char *who;         /* log prefix, e.g. "webhook" */
+    atomic_int *stop;        /* borrowed: set to stop every wait */
+    int reconnect_ms;        /* current backoff */
+} lmdm_bgdb_t;
+
+/** Wait for `events` (POLLIN/POLLOUT) on fd: 1 ready, 0 deadline passed, -1 stopping. */
+int lmdm_bgdb_wait_fd(lmdm_bgdb_t *b, int fd, short events, uint64_t deadline_ns);
+
+/** Connect (asynchronously, within 30 s). 0 or -1 (logged unless stopping). */
+int lmdm_bgdb_connect(lmdm_bgdb_t *b);
+
+/** Close the session. */
+void lmdm_bgdb_drop(lmdm_bgdb_t *b);
+
+/** Run one statement; the last result (caller clears it) or NULL if the
+ * connection failed, timed out or the thread is stopping. */
+PGresult *lmdm_bgdb_exec(lmdm_bgdb_t *b, const char *sql, int nparams, const char *const *values);
+
+/** lmdm_bgdb_exec expecting status `want`; logs "<who>: <what>: <error>" and
+ * returns NULL otherwise. */
+PGresult *lmdm_bgdb_expect(lmdm_bgdb_t *b, const char *what, const char *sql, int nparams, const char *const *values,
+                           ExecStatusType want);
+
+/** Log a database error as "<who>: <what>: <message>". */
+void lmdm_bgdb_log_error(const lmdm_bgdb_t *b, const char *what, const PGresult *res);
+
+/** Take the session-level advisory lock `key` and LISTEN on `channel`:
+ * 1 held, 0 another session holds it, -1 connection trouble. */
+int lmdm_bgdb_take_lock(lmdm_bgdb_t *b, long long key, const char *channel);
+
+/** Read pending notifications: the number read, or -1 if the connection is lost. */
+int lmdm_bgdb_notifies(lmdm_bgdb_t *b);
+
+/** Double the reconnect backoff (250 ms .. 5 s) and return it. */
+int lmdm_bgdb_backoff(lmdm_bgdb_t *b);
+
+#endif

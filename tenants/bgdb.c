@@ -1,0 +1,146 @@
+/* A PostgreSQL session for the broker's background threads (see lmdm/bgdb.h). */
+#include "lmdm/bgdb.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lmdm/common.h"
+#include "lmdm/log.h"
+
+#define STOP_SLICE_MS 100   /* waits check the stop flag this often */
+#define DB_TIMEOUT_MS 30000 /* one query or connection attempt */
+#define RECONNECT_MAX_MS 5000
+
+static int stopping(const lmdm_bgdb_t *b) { return b->stop && atomic_load(b->stop); }
+
+int lmdm_bgdb_wait_fd(lmdm_bgdb_t *b, int fd, short events, uint64_t deadline_ns)
+{
+    while (!stopping(b)) {
+        if (lmdm_now_ns() >= deadline_ns) return 0;
+        struct pollfd p = {.fd = fd, .events = events};
+        if (poll(&p, 1, STOP_SLICE_MS) > 0) return 1;
+    }
+    return -1;
+}
+
+void lmdm_bgdb_log_error(const lmdm_bgdb_t *b, const char *what, const PGresult *res)
+{
+    const char *msg = res ? PQresultErrorMessage(res) : b->conn ? PQerrorMessage(b->conn) : "not connected";
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) n--;
+    lmdm_warn("%s: %s: %.*s", b->who, what, (int)n, msg);
+}
+
+PGresult *lmdm_bgdb_exec(lmdm_bgdb_t *b, const char *sql, int nparams, const char *const *values)
+{
+    PGconn *c = b->conn;
+    if (!c) return NULL;
+    uint64_t deadline = lmdm_now_ns() + (uint64_t)DB_TIMEOUT_MS * 1000000u;
+    if (!PQsendQueryParams(c, sql, nparams, NULL, values, NULL, NULL, 0)) return NULL;
+    int fl;
+    while ((fl = PQflush(c)) == 1)
+        if (lmdm_bgdb_wait_fd(b, PQsocket(c), POLLOUT | POLLIN, deadline) <= 0 || !PQconsumeInput(c)) return NULL;
+    if (fl < 0) return NULL;
+    PGresult *last = NULL;
+    for (;;) {
+        while (PQisBusy(c)) {
+            if (lmdm_bgdb_wait_fd(b, PQsocket(c), POLLIN, deadline) <= 0 || !PQconsumeInput(c)) {
+                PQclear(last);
+                return NULL;
+            }
+        }
+        PGresult *r = PQgetResult(c);
+        if (!r) break;
+        PQclear(last);
+        last = r;
+    }
+    if (!last) lmdm_bgdb_log_error(b, "query", NULL);
+    return last;
+}
+
+PGresult *lmdm_bgdb_expect(lmdm_bgdb_t *b, const char *what, const char *sql, int nparams, const char *const *values,
+                           ExecStatusType want)
+{
+    PGresult *r = lmdm_bgdb_exec(b, sql, nparams, values);
+    if (r && PQresultStatus(r) == want) return r;
+    if (r || !stopping(b)) lmdm_bgdb_log_error(b, what, r);
+    PQclear(r);
+    return NULL;
+}
+
+int lmdm_bgdb_connect(lmdm_bgdb_t *b)
+{
+    PGconn *c = PQconnectStart(b->conninfo);
+    if (!c || PQstatus(c) == CONNECTION_BAD) goto fail;
+    uint64_t deadline = lmdm_now_ns() + (uint64_t)DB_TIMEOUT_MS * 1000000u;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK) {
+        if (st == PGRES_POLLING_FAILED) goto fail;
+        int r = lmdm_bgdb_wait_fd(b, PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+        if (r < 0) {
+            PQfinish(c);
+            return -1;
+        }
+        if (r == 0) goto fail;
+        st = PQconnectPoll(c);
+    }
+    b->conn = c;
+    b->reconnect_ms = 0;
+    return 0;
+fail:
+    if (!stopping(b)) {
+        const char *msg = c ? PQerrorMessage(c) : "out of memory";
+        size_t n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) n--;
+        lmdm_warn("%s: cannot connect to the database: %.*s", b->who, (int)n, msg);
+    }
+    PQfinish(c);
+    return -1;
+}
+
+void lmdm_bgdb_drop(lmdm_bgdb_t *b)
+{
+    if (b->conn) PQfinish(b->conn);
+    b->conn = NULL;
+}
+
+int lmdm_bgdb_take_lock(lmdm_bgdb_t *b, long long key, const char *channel)
+{
+    char k[24], listen[96];
+    snprintf(k, sizeof k, "%lld", key);
+    const char *v[] = {k};
+    PGresult *r = lmdm_bgdb_expect(b, "cannot take the advisory lock", "SELECT pg_try_advisory_lock($1::bigint)", 1, v,
+                                   PGRES_TUPLES_OK);
+    if (!r) return -1;
+    int got = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!got) return 0;
+    snprintf(listen, sizeof listen, "LISTEN %s", channel);
+    r = lmdm_bgdb_expect(b, "cannot listen", listen, 0, NULL, PGRES_COMMAND_OK);
+    if (!r) return -1;
+    PQclear(r);
+    return 1;
+}
+
+int lmdm_bgdb_notifies(lmdm_bgdb_t *b)
+{
+    if (!b->conn || !PQconsumeInput(b->conn)) {
+        lmdm_bgdb_log_error(b, "connection lost", NULL);
+        return -1;
+    }
+    int n = 0;
+    PGnotify *note;
+    while ((note = PQnotifies(b->conn))) {
+        n++;
+        PQfreemem(note);
+    }
+    return n;
+}
+
+int lmdm_bgdb_backoff(lmdm_bgdb_t *b)
+{
+    b->reconnect_ms = b->reconnect_ms ? b->reconnect_ms * 2 : 250;
+    if (b->reconnect_ms > RECONNECT_MAX_MS) b->reconnect_ms = RECONNECT_MAX_MS;
+    return b->reconnect_ms;
+}
