@@ -26,6 +26,7 @@
 #include "lmdm/router.h"
 #include "lmdm/server.h"
 #include "lmdm/owner.h"
+#include "lmdm/rules_apply.h"
 #include "lmdm/tenant_api.h"
 #include "lmdm/webhook.h"
 
@@ -266,7 +267,10 @@ static int cmd_serve(int argc, char **argv)
         webhooks = lmdm_webhook_start(&cfg, app.secrets, err, sizeof(err));
         if (!webhooks) lmdm_error("webhooks: %s (events stay queued until a broker delivers them)", err);
     }
+    lmdm_rules_applier_t *rules = lmdm_rules_applier_start(cfg.database_url, err, sizeof(err));
+    if (!rules) lmdm_error("%s (device-wide rules are not applied)", err);
     rv = lmdm_server_run(srv);
+    lmdm_rules_applier_stop(rules);
     lmdm_webhook_stop(webhooks);
     for (int i = 0; lmdm_server_worker(srv, i); i++) {
         lmdm_seen_free(lmdm_server_worker(srv, i)->seen);

@@ -236,3 +236,18 @@ BEGIN
                                            ORDER BY r.section, r.enrollment_id NULLS LAST) x), '{}'),
         'checked_at', lmdm_ts(d.security_at))::text;
 END $$;
+
+-- The device-wide payloads a tenant's profile carried, as rules for that
+-- enrollment: p_rules is {section: rules}.
+CREATE FUNCTION enrollment_rules_put_many(p_tenant bigint, p_pseudonym text, p_rules jsonb) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    k text;
+    code text := 'ok';
+BEGIN
+    FOR k IN SELECT jsonb_object_keys(p_rules) LOOP
+        code := enrollment_rules_put(p_tenant, p_pseudonym, k, p_rules -> k);
+        IF code <> 'ok' THEN RETURN code; END IF;
+    END LOOP;
+    RETURN code;
+END $$;

@@ -18,6 +18,7 @@
 #include "lmdm/log.h"
 #include "lmdm/mdm.h"
 #include "lmdm/policy.h"
+#include "lmdm/rules_json.h"
 #include "lmdm/server.h"
 #include "lmdm/tenant_command.h"
 #include "lmdm/tenant_result.h"
@@ -40,6 +41,7 @@ static const lmdm_db_stmt_t st_context = {
     "SELECT code, platform, user_enrollment, apps, profiles, other_apps, other_profiles, wipe_as_retire "
     "FROM tenant_policy_context($1, $2)",
     2};
+static const lmdm_db_stmt_t st_rules_put = {"t_rules_put", "SELECT enrollment_rules_put_many($1, $2, $3::jsonb)", 3};
 static const lmdm_db_stmt_t st_retire = {"t_retire", "SELECT tenant_retire($1, $2, $3)", 3};
 static const lmdm_db_stmt_t st_record = {
     "t_record", "SELECT decision_record($1, $2, $3, $4, $5, $6::integer, $7, $8, $9::jsonb)", 9};
@@ -484,6 +486,69 @@ static lmdm_strs_t lines(lmdm_arena_t *a, PGresult *res, int col)
     return (lmdm_strs_t){v, i};
 }
 
+/* The device-wide payloads taken out of a profile (merged_json) as rules for
+ * this enrollment: {section: rules}. NULL and err on a payload that cannot
+ * be a rule (e.g. maxFailedAttempts: a wipe trigger). */
+static char *merged_rules(const char *merged_json, char *err, size_t errlen)
+{
+    json_t *list = json_loads(merged_json, 0, NULL);
+    lmdm_rules_t r;
+    memset(&r, 0, sizeof(r));
+    size_t i;
+    json_t *p;
+    char *out = NULL;
+    json_array_foreach(list, i, p) {
+        const char *type = json_string_value(json_object_get(p, "type"));
+        const char *xml = json_string_value(json_object_get(p, "plist"));
+        if (!type || !xml || lmdm_rules_from_payload(type, xml, strlen(xml), &r, err, errlen) != 0) {
+            if (!type || !xml) snprintf(err, errlen, "payload %zu cannot be read", i);
+            goto out;
+        }
+    }
+    json_t *by_section = json_object();
+    static const char *const sections[] = {"passcode", "encryption", "restrictions", "domains"};
+    for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
+        json_t *sec = lmdm_rules_section_to_json(&r, sections[s]);
+        if (sec && json_object_size(sec) > 0) json_object_set_new(by_section, sections[s], sec);
+        else json_decref(sec);
+    }
+    out = json_dumps(by_section, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(by_section);
+out:
+    lmdm_rules_free(&r);
+    json_decref(list);
+    return out;
+}
+
+/* After the command (or the merge) was recorded: store the rules its
+ * profile carried, then answer. */
+static void rules_stored(void *arg, int err, PGresult *res)
+{
+    lmdm_tenant_ctx_t *t = arg;
+    json_t *body = t->out_body;
+    if (err) {
+        json_decref(body);
+        db_failed(t, err, res);
+        return;
+    }
+    t->finish(t);
+}
+
+static void finish_with_rules(lmdm_tenant_ctx_t *t, int status, json_t *body)
+{
+    t->out_status = status;
+    t->out_body = body;
+    if (!t->rules_json) {
+        t->finish(t);
+        return;
+    }
+    const char *p[] = {t->tenant, t->pseudonym, t->rules_json};
+    if (lmdm_db_query(t->req->worker->db, &st_rules_put, 3, p, rules_stored, t) != 0) {
+        json_decref(body);
+        lmdm_http_respond_unavailable(t->req);
+    }
+}
+
 static void enqueue_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
@@ -496,7 +561,7 @@ static void enqueue_done(void *arg, int err, PGresult *res)
                               "request_type", c->request_type, "state", "queued", "decision",
                               lmdm_policy_kind_name(t->verdict.kind), "created_at", PQgetvalue(res, 0, 1));
         if (t->verdict.merge_payloads) json_object_set_new(j, "merged_payloads", json_integer((json_int_t)t->verdict.merge_payloads));
-        outcome(t, 202, j);
+        finish_with_rules(t, 202, j);
     } else if (strcmp(code, "not_found") == 0) {
         outcome(t, 404, error_body("not_found", "no such enrollment"));
     } else if (strcmp(code, "gone") == 0) {
@@ -525,7 +590,7 @@ static void recorded(void *arg, int err, PGresult *res)
         return;
     }
     /* merge: nothing goes to the device as is; the merged rule will. */
-    outcome(t, 202, json_pack("{s:s,s:o,s:s,s:s,s:s,s:s}", "enrollment_id", t->pseudonym, "command_uuid",
+    finish_with_rules(t, 202, json_pack("{s:s,s:o,s:s,s:s,s:s,s:s}", "enrollment_id", t->pseudonym, "command_uuid",
                               t->cmd.tenant_uuid ? json_string(t->cmd.tenant_uuid) : json_null(), "request_type",
                               t->cmd.request_type, "state", "accepted_for_merge", "decision", "merge", "message",
                               t->verdict.explain));
@@ -567,6 +632,16 @@ static void context_done(void *arg, int err, PGresult *res)
     }
     const char *detail_p = detail ? lmdm_arena_strdup(a, detail) : NULL;
     free(detail);
+    if (c->merged_json && t->verdict.kind != LMDM_POLICY_BLOCK) {
+        char rerr[256] = "";
+        char *rules = merged_rules(c->merged_json, rerr, sizeof(rerr));
+        if (!rules) {
+            outcome(t, 400, error_body("bad_rule", rerr[0] ? rerr : "a device-wide payload cannot be merged"));
+            return;
+        }
+        t->rules_json = lmdm_arena_strdup(a, rules);
+        free(rules);
+    }
     if (t->verdict.retire) {
         const char *p[] = {t->tenant, t->pseudonym, c->tenant_uuid};
         run(t, &st_retire, p, retired);
@@ -622,6 +697,7 @@ static int parse_command(lmdm_tenant_ctx_t *t)
 static void command_for(lmdm_tenant_ctx_t *t, const char *pseudonym)
 {
     t->pseudonym = pseudonym;
+    t->rules_json = NULL;
     if (!is_pseudonym(pseudonym)) {
         outcome(t, 404, error_body("not_found", "no such enrollment"));
         return;
@@ -800,5 +876,6 @@ int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg)
     rv |= lmdm_router_add(r, "PUT", "/v1/webhook", "v1_webhook_put", h_put_webhook, 8192);
     rv |= lmdm_router_add(r, "GET", "/v1/webhook", "v1_webhook", h_get_webhook, 1024);
     rv |= lmdm_router_add(r, "DELETE", "/v1/webhook", "v1_webhook_delete", h_delete_webhook, 1024);
+    rv |= lmdm_tenant_rules_routes(r);
     return rv ? LMDM_ERR_INVALID : 0;
 }

@@ -13,6 +13,7 @@ static const char policy_help[] =
     "usage: lmdm policy table\n"
     "       lmdm policy decide [--entities OWNED.json] [--platform ios|macos] [--user-enrollment]\n"
     "                          [--wipe-as-retire] COMMAND\n"
+    "       lmdm policy merge [--profile] [--platform ios|macos] RULES.json...\n"
     "\n"
     "table   every RequestType and profile PayloadType with the broker's decision\n"
     "        (allow, scope, merge, block), reason code, where Apple forbids it under\n"
@@ -23,7 +24,9 @@ static const char policy_help[] =
     "        on the device: {\"apps\": [...], \"profiles\": [...], \"other_apps\": [...],\n"
     "        \"other_profiles\": [...]} (this tenant's, and other tenants').\n"
     "        --wipe-as-retire: the tenant's EraseDevice means retire (see `lmdm tenant set`).\n"
-    "        Exit status: 0 allowed (allow, scope, merge), 3 blocked, 1 invalid input.\n";
+    "        Exit status: 0 allowed (allow, scope, merge), 3 blocked, 1 invalid input.\n"
+    "merge   the device-wide rules of several tenants (one RULES.json each) merged to the\n"
+    "        strictest, with which tenant drove each key (see lmdm policy merge --help).\n";
 
 static int read_file(const char *path, lmdm_buf_t *out)
 {
@@ -127,6 +130,7 @@ int lmdm_cli_policy(int argc, char **argv)
         return 0;
     }
     if (strcmp(verb, "decide") == 0) return decide(argc - 1, argv + 1);
+    if (strcmp(verb, "merge") == 0) return lmdm_cli_policy_merge(argc - 1, argv + 1);
     int help = strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0;
     fputs(policy_help, help ? stdout : stderr);
     return help ? 0 : 2;

@@ -63,7 +63,9 @@ typedef enum {
 } lmdm_domain_list_t;
 
 /** One tenant's rules: a value for each key whose bit is set in `set`, and
- * its domains. Strings are borrowed. */
+ * its domains. Strings are borrowed here; the lists that the functions of
+ * lmdm/rules_json.h fill are heap blocks owned by the rules, released with
+ * lmdm_rules_free(). */
 typedef struct lmdm_rules {
     uint64_t set;
     long value[LMDM_RULES_MAX_KEYS];
@@ -97,7 +99,7 @@ typedef struct lmdm_merged {
 void lmdm_rules_merge(const lmdm_rules_t *in, size_t n, lmdm_merged_t *out);
 
 /** 0 if every set value is within its key's range; else -1 with the key index
- * in *bad_key. */
+ * in *bad_key (-1 there for a bit of `set` that names no key). */
 int lmdm_rules_check(const lmdm_rules_t *r, int *bad_key);
 
 /** 1 if the merged result requires nothing (no key set, no domain). */

@@ -33,6 +33,7 @@ typedef struct lmdm_tenant_ctx {
     void (*finish)(struct lmdm_tenant_ctx *); /* gets out_status/out_body */
     int out_status;
     json_t *out_body;
+    const char *rules_json;      /* device-wide rules a profile carried: {section: rules} for this enrollment */
     const char **nano_ids;
     int nano_n, nano_i;
     json_t *nano_status;
@@ -47,5 +48,8 @@ void lmdm_tenant_begin(lmdm_http_req_t *req, const char *need_role, void (*next)
 
 /** Add the /v1 routes. */
 int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg);
+
+/** Add /v1/rules/{section} and /v1/enrollments/{id}/compliance (tenants/api_rules.c). */
+int lmdm_tenant_rules_routes(lmdm_router_t *r);
 
 #endif
