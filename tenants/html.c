@@ -1,6 +1,7 @@
 /* HTML for owner pages: escaping, the page frame and headers, form and cookie
  * decoding, and invitation rules in plain words (lmdm/html.h). */
 #include "lmdm/html.h"
+#include "lmdm/rules.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -256,50 +257,20 @@ int lmdm_html_cookie(const char *header, const char *name, char *out, size_t out
 
 /* ---- invitation rules in plain words ---- */
 
-typedef enum { PHRASE_INT, PHRASE_TRUE } phrase_kind_t;
-
-/* A rule key the broker can say in words. `key` is the short name of the
- * tenant API, `apple` the key of Apple's declarative passcode settings
- * (com.apple.configuration.passcode.settings); both are accepted, in any
- * letter case. PHRASE_INT reads `before` <number> `after`. */
-typedef struct {
-    const char *section;
-    const char *key;
-    const char *apple;
-    phrase_kind_t kind;
-    const char *before;
-    const char *after;
-} phrase_t;
-
-static const phrase_t phrases[] = {
-    {"passcode", "requirePasscode", "RequirePasscode", PHRASE_TRUE, "A passcode on the device", ""},
-    {"passcode", "minLength", "MinimumLength", PHRASE_INT, "A passcode of at least ", " characters"},
-    {"passcode", "requireAlphanumeric", "RequireAlphanumericPasscode", PHRASE_TRUE,
-     "A passcode with both letters and numbers", ""},
-    {"passcode", "requireComplex", "RequireComplexPasscode", PHRASE_TRUE,
-     "A passcode without repeated or sequential characters (such as 1111 or 1234)", ""},
-    {"passcode", "minComplexCharacters", "MinimumComplexCharacters", PHRASE_INT, "At least ",
-     " characters in the passcode that are neither letters nor numbers"},
-    {"passcode", "maxInactivity", "MaximumInactivityInMinutes", PHRASE_INT,
-     "The screen locks by itself after at most ", " minutes without use"},
-    {"passcode", "maxGracePeriod", "MaximumGracePeriodInMinutes", PHRASE_INT,
-     "The passcode is asked for again at most ", " minutes after the screen locks"},
-    {"passcode", "maxPINAgeInDays", "MaximumPasscodeAgeInDays", PHRASE_INT, "A new passcode at least every ",
-     " days"},
-    {"passcode", "pinHistory", "PasscodeReuseLimit", PHRASE_INT, "A new passcode must differ from your last ",
-     " passcodes"},
-    {"passcode", "maxFailedAttempts", "MaximumFailedAttempts", PHRASE_INT, "After ",
-     " wrong passcodes in a row the device erases all its data (a Mac locks instead). This is a setting of "
-     "the device itself: no organization can trigger it"},
-};
-
-static const phrase_t *find_phrase(const char *section, const char *key)
+/* The model's key (lmdm/rules.h) for section/key, or -1. The key may be the
+ * API name or the declarative one (MinimumLength), in any letter case. */
+static int model_key(const char *section, const char *key)
 {
-    for (size_t i = 0; i < sizeof(phrases) / sizeof(phrases[0]); i++)
-        if (strcasecmp(phrases[i].section, section) == 0 &&
-            (strcasecmp(phrases[i].key, key) == 0 || strcasecmp(phrases[i].apple, key) == 0))
-            return &phrases[i];
-    return NULL;
+    static const char *const names[] = {"passcode", "encryption", "restrictions"};
+    size_t n;
+    const lmdm_rule_key_t *keys = lmdm_rule_keys(&n);
+    for (size_t i = 0; section && i < n; i++) {
+        if (strcasecmp(names[keys[i].section], section) != 0) continue;
+        if (strcasecmp(keys[i].name, key) == 0 ||
+            (keys[i].declaration_key && strcasecmp(keys[i].declaration_key, key) == 0))
+            return (int)i;
+    }
+    return -1;
 }
 
 /* A value as the owner reads it: strings as they are, true/false as yes/no,
@@ -319,14 +290,19 @@ static void value_text(lmdm_buf_t *b, const json_t *v)
 
 static void rule_item(lmdm_buf_t *b, const char *section, const char *key, const json_t *v)
 {
-    const phrase_t *ph = section ? find_phrase(section, key) : NULL;
+    int k = model_key(section, key);
     lmdm_buf_puts(b, "<li>");
-    if (ph && ph->kind == PHRASE_INT && json_is_integer(v) && json_integer_value(v) > 0) {
-        lmdm_html_escape(b, ph->before);
-        lmdm_buf_printf(b, "%lld", (long long)json_integer_value(v));
-        lmdm_html_escape(b, ph->after);
-    } else if (ph && ph->kind == PHRASE_TRUE && json_is_true(v)) {
-        lmdm_html_escape(b, ph->before);
+    size_t nkeys;
+    const lmdm_rule_key_t *keys = lmdm_rule_keys(&nkeys);
+    int typed = k >= 0 && (keys[k].type == LMDM_RULE_INT ? json_is_integer(v) && json_integer_value(v) >= keys[k].min &&
+                                                               json_integer_value(v) <= keys[k].max
+                                                         : json_is_boolean(v));
+    if (typed) {
+        char text[256];
+        long val = json_is_integer(v) ? (long)json_integer_value(v) : json_is_true(v);
+        lmdm_rule_plain(k, val, text, sizeof(text));
+        if (text[0] >= 'a' && text[0] <= 'z') text[0] = (char)(text[0] - 'a' + 'A');
+        lmdm_html_escape(b, text);
     } else {
         if (section) {
             lmdm_html_escape(b, section);
@@ -365,5 +341,55 @@ void lmdm_html_rules(lmdm_buf_t *b, const char *rules_json)
         lmdm_buf_puts(b, "</ul>\n");
     }
     if (!shown) lmdm_html_para(b, "It asks for no device-wide rule.");
+    json_decref(root);
+}
+
+/* The merged device-wide rules with provenance (lmdm_merged_to_json): each
+ * requirement in force and the organizations that require it. */
+void lmdm_html_merged_rules(lmdm_buf_t *b, const char *merged_json)
+{
+    json_t *root = merged_json ? json_loads(merged_json, 0, NULL) : NULL;
+    size_t shown = 0;
+    static const char *const sections[] = {"passcode", "encryption", "restrictions"};
+    lmdm_buf_puts(b, "<ul class=\"rules\">\n");
+    for (size_t s = 0; s < sizeof(sections) / sizeof(sections[0]); s++) {
+        const char *key;
+        json_t *kv;
+        json_object_foreach(json_object_get(root, sections[s]), key, kv) {
+            const char *plain = json_string_value(json_object_get(kv, "plain"));
+            json_t *by = json_object_get(kv, "required_by");
+            lmdm_buf_puts(b, "<li>");
+            char text[256];
+            snprintf(text, sizeof(text), "%s", plain ? plain : key);
+            if (text[0] >= 'a' && text[0] <= 'z') text[0] = (char)(text[0] - 'a' + 'A');
+            lmdm_html_escape(b, text);
+            if (json_array_size(by) > 0) {
+                lmdm_buf_puts(b, " <span class=\"muted\">— required by ");
+                for (size_t i = 0; i < json_array_size(by); i++) {
+                    if (i) lmdm_buf_puts(b, i + 1 == json_array_size(by) ? " and " : ", ");
+                    lmdm_html_escape(b, json_string_value(json_array_get(by, i)));
+                }
+                lmdm_buf_puts(b, "</span>");
+            }
+            lmdm_buf_puts(b, "</li>\n");
+            shown++;
+        }
+    }
+    const char *list;
+    json_t *items;
+    json_object_foreach(json_object_get(root, "domains"), list, items) {
+        if (!json_is_array(items) || !json_array_size(items)) continue;
+        lmdm_buf_puts(b, "<li>Managed domains (");
+        lmdm_html_escape(b, list);
+        lmdm_buf_puts(b, "): ");
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            if (i) lmdm_buf_puts(b, ", ");
+            lmdm_html_escape(b, json_string_value(json_object_get(json_array_get(items, i), "domain")));
+        }
+        lmdm_buf_puts(b, "</li>\n");
+        shown++;
+    }
+    lmdm_buf_puts(b, "</ul>\n");
+    if (!shown) lmdm_html_para(b, "No organization asks for a device-wide rule.");
     json_decref(root);
 }

@@ -49,7 +49,8 @@ static const lmdm_db_stmt_t st_invitation_decline = {"owner_invitation_decline",
 static const lmdm_db_stmt_t st_enrollments = {
     "owner_enrollments",
     "SELECT e.pseudonym, t.name, e.state, to_char(e.accepted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), "
-    "coalesce(to_char(e.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ''), coalesce(e.ended_by, '') "
+    "coalesce(to_char(e.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ''), coalesce(e.ended_by, ''), "
+    "(SELECT d.rules_merged::text FROM devices d WHERE d.id = e.device_id) "
     "FROM enrollments e JOIN tenants t ON t.id = e.tenant_id "
     "WHERE e.device_id = $1::bigint AND (e.state = 'active' OR e.ended_at > now() - interval '30 days') "
     "ORDER BY e.state <> 'active', coalesce(e.ended_at, e.accepted_at) DESC LIMIT 100",
@@ -497,6 +498,12 @@ static void home_done(void *arg, int err, PGresult *res)
             lmdm_buf_puts(&b, "</span></li>\n");
         }
         lmdm_buf_puts(&b, "</ul>\n");
+    }
+    if (active) {
+        lmdm_buf_puts(&b, "<h2>Device-wide rules in force</h2>\n");
+        lmdm_html_para(&b, "Where several organizations ask for the same setting, the strictest one applies, "
+                           "once, under the broker's name:");
+        lmdm_html_merged_rules(&b, n > 0 && !PQgetisnull(res, 0, 6) ? PQgetvalue(res, 0, 6) : NULL);
     }
     lmdm_buf_puts(&b, "<h2>What no organization can do</h2>\n");
     never_list(&b);

@@ -91,4 +91,9 @@ int lmdm_html_cookie(const char *header, const char *name, char *out, size_t out
  * paragraph saying that no device-wide rule is asked for. */
 void lmdm_html_rules(lmdm_buf_t *b, const char *rules_json);
 
+/** The device-wide rules in force (the merged result with provenance, as
+ * stored in devices.rules_merged) as a list: "A passcode of at least 8
+ * characters — required by St. Mary's". */
+void lmdm_html_merged_rules(lmdm_buf_t *b, const char *merged_json);
+
 #endif

@@ -79,6 +79,10 @@ case "$(jq -r .requirements.passcode.state <<<"$c")" in met | unmet) pass "compl
 [ "$(jq -r .checked_at <<<"$c")" != null ] && pass "with the time of the check" || fail "no checked_at"
 expect_eq "$(status "$(api GET "/v1/enrollments/$EB/compliance" "$KA")")" 404 "another tenant's compliance -> 404"
 
+owner=$(curl -s --cacert "$CA" -b "$T/jar" "$TLS_URL/owner")
+expect_contains "$owner" "at least 8 characters" "the owner page shows the rule in force"
+expect_contains "$owner" "required by General Hospital" "and which organization drove it"
+
 # ---- a weaker third tenant changes nothing on the device ------------------------------------------------
 read -r TC KC EC <<<"$(tenant "Clinic C")"
 put_rule "$KC" passcode '{"minLength": 4}' >/dev/null
