@@ -134,6 +134,8 @@ static const char *micromdm_topic(const char *event)
 {
     if (strcmp(event, "command.result") == 0) return "mdm.Connect";
     if (strcmp(event, "enrollment.accepted") == 0) return "mdm.TokenUpdate";
+    /* No MicroMDM equivalent: a topic of lmdm's own, which MicroMDM consumers ignore. */
+    if (strcmp(event, "compliance.changed") == 0) return "lmdm.ComplianceChanged";
     return "mdm.CheckOut"; /* enrollment.removed, device.checked_out */
 }
 
@@ -172,7 +174,7 @@ static json_t *body_micromdm(const lmdm_webhook_event_t *ev, json_t *data)
     json_object_set_new(b, "created_at", json_string(ev->created_at));
     if (is_command_result(ev))
         json_object_set_new(b, "acknowledge_event", micromdm_ack(ev));
-    else
+    else if (strncmp(topic, "mdm.", 4) == 0)
         json_object_set_new(b, "checkin_event", micromdm_checkin(ev, topic));
     /* What MicroMDM has no word for, under one key its consumers ignore. */
     json_t *ext = json_object();
