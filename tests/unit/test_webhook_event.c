@@ -211,6 +211,13 @@ static void test_micromdm_checkin(void)
         CHECK_STR_EQ(str(json_object_get(x, "data"), "by"), "owner");
         json_decref(b);
     }
+    /* No MicroMDM word for it: never passed off as a check-out. */
+    lmdm_webhook_event_t ev = base_event("compliance.changed");
+    json_t *b = build(&ev, LMDM_WEBHOOK_MICROMDM);
+    CHECK_STR_EQ(str(b, "topic"), "lmdm.ComplianceChanged");
+    CHECK(json_object_get(b, "checkin_event") == NULL);
+    CHECK_STR_EQ(str(json_object_get(b, "lmdm"), "event"), "compliance.changed");
+    json_decref(b);
 }
 
 static void test_refused(void)
