@@ -196,8 +196,9 @@ psqlq "INSERT INTO devices (device_key, enrollment_type, cert_fpr, state, info, 
        SELECT 'BENCH-' || lpad(g::text, 8, '0'), 'device', encode(sha256(('bench/' || g)::bytea), 'hex'),
               'enrolled', '{\"ProductName\":\"iPhone15,2\"}', now()
          FROM generate_series(1, $DEVICES) g;
-       INSERT INTO channels (device_id, user_key) SELECT id, '' FROM devices;
-       VACUUM ANALYZE devices; VACUUM ANALYZE channels" >/dev/null
+       INSERT INTO channels (device_id, user_key) SELECT id, '' FROM devices" >/dev/null
+psqlq "VACUUM ANALYZE devices" >/dev/null
+psqlq "VACUUM ANALYZE channels" >/dev/null
 [ "$(dirty)" -eq 0 ] || die "devices are dirty before any enrollment"
 
 # Tenant A on every device, B on id % 10 < 3, C on id % 5 = 0. Pseudonyms of
