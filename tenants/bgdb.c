@@ -32,12 +32,11 @@ void lmdm_bgdb_log_error(const lmdm_bgdb_t *b, const char *what, const PGresult 
     lmdm_warn("%s: %s: %.*s", b->who, what, (int)n, msg);
 }
 
-PGresult *lmdm_bgdb_exec(lmdm_bgdb_t *b, const char *sql, int nparams, const char *const *values)
+/* Wait for the answer of what was just sent; the last result or NULL. */
+static PGresult *collect(lmdm_bgdb_t *b)
 {
     PGconn *c = b->conn;
-    if (!c) return NULL;
     uint64_t deadline = lmdm_now_ns() + (uint64_t)DB_TIMEOUT_MS * 1000000u;
-    if (!PQsendQueryParams(c, sql, nparams, NULL, values, NULL, NULL, 0)) return NULL;
     int fl;
     while ((fl = PQflush(c)) == 1)
         if (lmdm_bgdb_wait_fd(b, PQsocket(c), POLLOUT | POLLIN, deadline) <= 0 || !PQconsumeInput(c)) return NULL;
@@ -57,6 +56,42 @@ PGresult *lmdm_bgdb_exec(lmdm_bgdb_t *b, const char *sql, int nparams, const cha
     }
     if (!last) lmdm_bgdb_log_error(b, "query", NULL);
     return last;
+}
+
+PGresult *lmdm_bgdb_exec(lmdm_bgdb_t *b, const char *sql, int nparams, const char *const *values)
+{
+    if (!b->conn || !PQsendQueryParams(b->conn, sql, nparams, NULL, values, NULL, NULL, 0)) return NULL;
+    return collect(b);
+}
+
+static int is_prepared(const lmdm_bgdb_t *b, const char *name)
+{
+    for (int i = 0; i < b->nprepared; i++)
+        if (strcmp(b->prepared[i], name) == 0) return 1;
+    return 0;
+}
+
+PGresult *lmdm_bgdb_expect_prepared(lmdm_bgdb_t *b, const char *what, const char *name, const char *sql, int nparams,
+                                    const char *const *values, ExecStatusType want)
+{
+    if (!b->conn) return NULL;
+    if (!is_prepared(b, name)) {
+        if (!PQsendPrepare(b->conn, name, sql, nparams, NULL)) return NULL;
+        PGresult *r = collect(b);
+        if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+            if (r || !stopping(b)) lmdm_bgdb_log_error(b, what, r);
+            PQclear(r);
+            return NULL;
+        }
+        PQclear(r);
+        if (b->nprepared < (int)(sizeof(b->prepared) / sizeof(b->prepared[0]))) b->prepared[b->nprepared++] = name;
+    }
+    PGresult *r = NULL;
+    if (PQsendQueryPrepared(b->conn, name, nparams, values, NULL, NULL, 0)) r = collect(b);
+    if (r && PQresultStatus(r) == want) return r;
+    if (r || !stopping(b)) lmdm_bgdb_log_error(b, what, r);
+    PQclear(r);
+    return NULL;
 }
 
 PGresult *lmdm_bgdb_expect(lmdm_bgdb_t *b, const char *what, const char *sql, int nparams, const char *const *values,
@@ -103,6 +138,7 @@ void lmdm_bgdb_drop(lmdm_bgdb_t *b)
 {
     if (b->conn) PQfinish(b->conn);
     b->conn = NULL;
+    b->nprepared = 0; /* statements belong to the session */
 }
 
 int lmdm_bgdb_take_lock(lmdm_bgdb_t *b, long long key, const char *channel)

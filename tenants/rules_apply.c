@@ -135,7 +135,7 @@ static int apply_device(lmdm_rules_applier_t *a, int64_t device, int macos)
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)device);
     const char *v1[] = {id};
-    PGresult *r = lmdm_bgdb_expect(&a->db, "rules_inputs",
+    PGresult *r = lmdm_bgdb_expect_prepared(&a->db, "rules_inputs", "ra_inputs",
                                    "SELECT enrollment_id, tenant_name, section, rules FROM rules_inputs($1)", 1, v1,
                                    PGRES_TUPLES_OK);
     if (!r) return -1;
@@ -159,7 +159,7 @@ static int apply_device(lmdm_rules_applier_t *a, int64_t device, int macos)
     char *remove = command_xml(u2, "RemoveProfile", "Identifier", LMDM_RULES_PROFILE_ID, NULL);
     char *security = command_xml(u3, "SecurityInfo", NULL, NULL, NULL);
     const char *v[] = {id, empty ? NULL : hash, merged, u1, install, u2, remove, u3, security};
-    PGresult *res = lmdm_bgdb_expect(&a->db, "rules_apply",
+    PGresult *res = lmdm_bgdb_expect_prepared(&a->db, "rules_apply", "ra_apply",
                                      "SELECT rules_apply($1, $2, $3::jsonb, $4::uuid, $5, $6::uuid, $7, $8::uuid, $9)",
                                      9, v, PGRES_TUPLES_OK);
     free(install);
@@ -204,11 +204,11 @@ static int evaluate_device(lmdm_rules_applier_t *a, int64_t device, int macos)
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)device);
     const char *v1[] = {id};
-    PGresult *s = lmdm_bgdb_expect(&a->db, "security_latest",
+    PGresult *s = lmdm_bgdb_expect_prepared(&a->db, "security_latest", "ra_security",
                                    "SELECT result, profile_installed FROM security_latest($1)", 1, v1,
                                    PGRES_TUPLES_OK);
     if (!s) return -1;
-    PGresult *r = lmdm_bgdb_expect(&a->db, "rules_inputs",
+    PGresult *r = lmdm_bgdb_expect_prepared(&a->db, "rules_inputs", "ra_inputs",
                                    "SELECT enrollment_id, tenant_name, section, rules FROM rules_inputs($1)", 1, v1,
                                    PGRES_TUPLES_OK);
     if (!r) {
@@ -253,7 +253,7 @@ static int evaluate_device(lmdm_rules_applier_t *a, int64_t device, int macos)
     json_decref(sec);
     json_decref(comp);
     const char *v[] = {id, secs, comps};
-    PGresult *res = lmdm_bgdb_expect(&a->db, "compliance_store", "SELECT compliance_store($1, $2::jsonb, $3::jsonb)",
+    PGresult *res = lmdm_bgdb_expect_prepared(&a->db, "compliance_store", "ra_compliance", "SELECT compliance_store($1, $2::jsonb, $3::jsonb)",
                                      3, v, PGRES_TUPLES_OK);
     free(secs);
     free(comps);
@@ -276,7 +276,7 @@ static int turn(lmdm_rules_applier_t *a)
     static const char pick[] =
         "SELECT id, coalesce(info ->> 'ProductName', info ->> 'Model', '') ~* '^(mac|imac)', rules_dirty, "
         "security_dirty FROM devices WHERE rules_dirty OR security_dirty ORDER BY id LIMIT 200";
-    PGresult *r = lmdm_bgdb_expect(&a->db, "dirty devices", pick, 0, NULL, PGRES_TUPLES_OK);
+    PGresult *r = lmdm_bgdb_expect_prepared(&a->db, "dirty devices", "ra_pick", pick, 0, NULL, PGRES_TUPLES_OK);
     if (!r) return -1;
     int n = PQntuples(r), rc = n == BATCH;
     for (int i = 0; i < n && !stopping(a); i++) {

@@ -15,6 +15,8 @@ typedef struct lmdm_bgdb {
     const char *who;         /* log prefix, e.g. "webhook" */
     atomic_int *stop;        /* borrowed: set to stop every wait */
     int reconnect_ms;        /* current backoff */
+    const char *prepared[32];/* statement names prepared on this connection (literals) */
+    int nprepared;
 } lmdm_bgdb_t;
 
 /** Wait for `events` (POLLIN/POLLOUT) on fd: 1 ready, 0 deadline passed, -1 stopping. */
@@ -29,6 +31,12 @@ void lmdm_bgdb_drop(lmdm_bgdb_t *b);
 /** Run one statement; the last result (caller clears it) or NULL if the
  * connection failed, timed out or the thread is stopping. */
 PGresult *lmdm_bgdb_exec(lmdm_bgdb_t *b, const char *sql, int nparams, const char *const *values);
+
+/** As lmdm_bgdb_expect, but the statement is prepared once per connection
+ * under `name` (a string literal) and executed prepared afterwards: no
+ * parsing and planning on every call. */
+PGresult *lmdm_bgdb_expect_prepared(lmdm_bgdb_t *b, const char *what, const char *name, const char *sql, int nparams,
+                                    const char *const *values, ExecStatusType want);
 
 /** lmdm_bgdb_exec expecting status `want`; logs "<who>: <what>: <error>" and
  * returns NULL otherwise. */
