@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package lmdm needs to build, test and run the quickstart.
 # Non-interactive and idempotent: packages already present are left alone.
-# Usage: deploy/install-deps.sh [--check]   (--check: only report what is missing, exit 1 if any)
+# Usage: deploy/install-deps.sh [--check] [--no-browser]
+#   --check       only report what is missing, exit 1 if any
+#   --no-browser  leave out what only the browser test needs (chromium, nodejs, npm)
 set -euo pipefail
 
 PACKAGES=(
@@ -9,27 +11,45 @@ PACKAGES=(
   libnghttp2-dev libssl-dev libpq-dev libjansson-dev libsodium-dev
   libevent-dev libplist-dev libhttp-parser-dev libcurl4-openssl-dev
   postgresql postgresql-contrib
-  nghttp2-client nghttp2-server curl openssl ca-certificates
+  nghttp2-client nghttp2-server curl openssl ca-certificates jq
 )
+# The browser test of the owner pages (tests/e2e/test_browser.sh: headless
+# Chromium driven by playwright-core from npm).
+BROWSER_PACKAGES=(chromium nodejs npm)
 
-case "${1:-}" in
-  -h|--help)
-    sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//'
-    exit 0 ;;
-esac
+CHECK=""
+BROWSER=1
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help)
+      sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+      exit 0 ;;
+    --check) CHECK=1 ;;
+    --no-browser) BROWSER="" ;;
+    *) echo "install-deps: unknown option $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ -z "$BROWSER" ] || PACKAGES+=("${BROWSER_PACKAGES[@]}")
+
+# Installed, or provided by an installed package: NodeSource's nodejs, for
+# one, provides npm (and conflicts with Debian's), so npm is not asked for then.
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" && return 0
+  local provided
+  provided=$(dpkg-query -W -f='${Status}|${Provides}\n' 2>/dev/null | grep '^install ok installed|' || true)
+  grep -Eq "[|,] ?$1( |,|\$)" <<<"$provided"
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
+  installed "$p" || missing+=("$p")
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
   exit 0
 fi
-if [ "${1:-}" = "--check" ]; then
+if [ -n "$CHECK" ]; then
   echo "install-deps: missing: ${missing[*]}"
   exit 1
 fi
@@ -41,7 +61,7 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
   else
     echo "install-deps: missing: ${missing[*]}" >&2
-    echo "install-deps: installing them needs root; run: sudo $0" >&2
+    echo "install-deps: installing them needs root; run: sudo $0${*:+ $*}" >&2
     exit 1
   fi
 fi

@@ -75,7 +75,7 @@ IS_ROOT=0
 # ---------------------------------------------------------------- packages
 
 # Installs only what is missing (via sudo when not root), or says what to run.
-"$SRC/deploy/install-deps.sh" || exit 1
+"$SRC/deploy/install-deps.sh" --no-browser || exit 1
 
 # ------------------------------------------------------------------- build
 

@@ -1,4 +1,6 @@
-/* The device owner's pages: session, consent page, organizations and removal
+/* The device owner's pages: session, consent page, the organizations that
+ * manage the device (what each manages, the rules it requires, what it asked
+ * for and what the broker did), removal, and the public policy table
  * (lmdm/owner.h, docs/owner.md).
  *
  * Every handler follows the same steps, each one a function:
@@ -9,9 +11,13 @@
  * Nothing is written before every check has passed, and every write is
  * committed (single statement, autocommit) before the page saying so is sent.
  *
+ * GET /policy is the exception: public, no session and no database, it
+ * renders the decision table of policy/.
+ *
  * What is never logged: owner tokens, invitation codes, CSRF tokens. */
 #include "lmdm/owner.h"
 
+#include <jansson.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,16 +51,53 @@ static const lmdm_db_stmt_t st_invitation_accept = {
     "owner_invitation_accept", "SELECT code FROM invitation_accept($1, $2::bigint, $3)", 3};
 static const lmdm_db_stmt_t st_invitation_decline = {"owner_invitation_decline",
                                                      "DELETE FROM invitations WHERE code_hash = $1", 1};
-/* Active enrollments, and those ended in the last 30 days, newest first. */
+/* Active enrollments, and those ended in the last 30 days, newest first, in
+ * one round trip: for each active one also what it installed (apps and
+ * profiles, one per line), the device-wide rules it requires ({section:
+ * rules}, its enrollment's own rule before its tenant-wide one, as
+ * rules_inputs() in 0005) and its last RECENT_COMMANDS decisions with the
+ * state of the command each one queued (JSON array, newest first). Every
+ * subquery follows an index on enrollment_id (entities' primary key,
+ * decisions_enrollment) or tenant_id (tenant_rules_one). */
+#define RECENT_COMMANDS 20 /* the LIMIT of the decisions in st_enrollments */
 static const lmdm_db_stmt_t st_enrollments = {
     "owner_enrollments",
     "SELECT e.pseudonym, t.name, e.state, to_char(e.accepted_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), "
     "coalesce(to_char(e.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ''), coalesce(e.ended_by, ''), "
-    "(SELECT d.rules_merged::text FROM devices d WHERE d.id = e.device_id) "
+    "(SELECT d.rules_merged::text FROM devices d WHERE d.id = e.device_id), "
+    "CASE WHEN e.state = 'active' THEN (SELECT string_agg(x.identifier, E'\\n' ORDER BY x.identifier) "
+    "  FROM entities x WHERE x.enrollment_id = e.id AND x.kind = 'app') END, "
+    "CASE WHEN e.state = 'active' THEN (SELECT string_agg(x.identifier, E'\\n' ORDER BY x.identifier) "
+    "  FROM entities x WHERE x.enrollment_id = e.id AND x.kind = 'profile') END, "
+    "CASE WHEN e.state = 'active' THEN (SELECT jsonb_object_agg(r.section, r.rules)::text "
+    "  FROM (SELECT DISTINCT ON (tr.section) tr.section, tr.rules FROM tenant_rules tr "
+    "         WHERE tr.tenant_id = e.tenant_id AND (tr.enrollment_id IS NULL OR tr.enrollment_id = e.id) "
+    "         ORDER BY tr.section, tr.enrollment_id NULLS LAST) r) END, "
+    "CASE WHEN e.state = 'active' THEN (SELECT json_agg(json_build_object('request_type', q.request_type, "
+    "  'decision', q.decision, 'reason', q.reason, 'payload_type', q.payload_type, 'state', q.state, "
+    "  'at', q.at) ORDER BY q.id DESC)::text "
+    "  FROM (SELECT dd.id, dd.request_type, dd.decision, dd.reason, dd.payload_type, c.state, "
+    "               to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI \"UTC\"') AS at "
+    "          FROM decisions dd LEFT JOIN commands c ON c.id = dd.command_id "
+    "         WHERE dd.enrollment_id = e.id ORDER BY dd.id DESC LIMIT 20) q) END "
     "FROM enrollments e JOIN tenants t ON t.id = e.tenant_id "
     "WHERE e.device_id = $1::bigint AND (e.state = 'active' OR e.ended_at > now() - interval '30 days') "
     "ORDER BY e.state <> 'active', coalesce(e.ended_at, e.accepted_at) DESC LIMIT 100",
     1};
+/* Columns of st_enrollments. */
+enum {
+    COL_PSEUDONYM,
+    COL_NAME,
+    COL_STATE,
+    COL_ACCEPTED,
+    COL_ENDED,
+    COL_ENDED_BY,
+    COL_MERGED,
+    COL_APPS,
+    COL_PROFILES,
+    COL_RULES,
+    COL_DECISIONS,
+};
 /* An enrollment is found by its pseudonym AND the owner's device: an owner
  * can never name another device's enrollment. */
 static const lmdm_db_stmt_t st_enrollment_get = {
@@ -404,8 +447,9 @@ static void login_done(void *arg, int err, PGresult *res)
         return;
     }
     /* The token leaves the URL: from now on it travels in the cookie only. */
-    char *cookie = lmdm_arena_printf(x->req->arena, "%s=%s; Path=/; HttpOnly; SameSite=Lax%s",
-                                     LMDM_OWNER_COOKIE, x->token, https_public(x) || lmdm_http_req_is_tls(x->req) ? "; Secure" : "");
+    char *cookie =
+        lmdm_arena_printf(x->req->arena, "%s=%s; Path=/; HttpOnly; SameSite=Lax%s", LMDM_OWNER_COOKIE,
+                          x->token, https_public(x) || lmdm_http_req_is_tls(x->req) ? "; Secure" : "");
     lmdm_http_resp_header(x->req, "Set-Cookie", cookie);
     lmdm_http_resp_header(x->req, "Location", "/owner");
     lmdm_info("conn=%llu: owner login (device %s)", (unsigned long long)x->req->conn_id,
@@ -447,6 +491,118 @@ static const char *ended_how(const char *state, const char *by)
     return "ended";
 }
 
+/* A column that may be NULL, as NULL. */
+static const char *value_or_null(PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* A list of identifiers (one per line), each in <code>. */
+static void identifier_list(lmdm_buf_t *b, const char *cls, const char *lines)
+{
+    lmdm_buf_printf(b, "<ul class=\"%s\">\n", cls);
+    const char *p = lines;
+    while (*p) {
+        size_t n = strcspn(p, "\n");
+        lmdm_buf_puts(b, "<li><code>");
+        lmdm_html_escape_n(b, p, n);
+        lmdm_buf_puts(b, "</code></li>\n");
+        p += n + (p[n] == '\n');
+    }
+    lmdm_buf_puts(b, "</ul>\n");
+}
+
+/* What the organization installed on the device. */
+static void org_entities(lmdm_buf_t *b, const char *apps, const char *profiles)
+{
+    lmdm_buf_puts(b, "<h4>What it manages</h4>\n");
+    if (!apps && !profiles) {
+        lmdm_html_para(b, "Nothing yet: it has not installed any app or settings on this device.");
+        return;
+    }
+    if (apps) {
+        lmdm_buf_puts(b, "<p>Its apps:</p>\n");
+        identifier_list(b, "apps", apps);
+    }
+    if (profiles) {
+        lmdm_buf_puts(b, "<p>Its settings (profiles with its accounts, managed web sites, VPN and the "
+                         "certificates these need):</p>\n");
+        identifier_list(b, "profiles", profiles);
+    }
+}
+
+/* The organization's last commands and what the broker did with each. */
+static void org_commands(lmdm_buf_t *b, const char *decisions_json)
+{
+    json_t *list = decisions_json ? json_loads(decisions_json, 0, NULL) : NULL;
+    lmdm_buf_puts(b, "<h4>What it asked for recently</h4>\n");
+    if (!json_array_size(list)) {
+        lmdm_html_para(b, "Nothing yet.");
+        json_decref(list);
+        return;
+    }
+    lmdm_buf_puts(b, "<ul class=\"commands\">\n");
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *d = json_array_get(list, i);
+        const char *rt = json_string_value(json_object_get(d, "request_type"));
+        const char *decision = json_string_value(json_object_get(d, "decision"));
+        lmdm_buf_printf(b, "<li class=\"%s\"><strong>",
+                        decision && !strcmp(decision, "block") ? "command blocked" : "command");
+        lmdm_html_request_type(b, rt);
+        lmdm_buf_puts(b, "</strong> <code class=\"muted\">");
+        lmdm_html_escape(b, rt);
+        lmdm_buf_puts(b, "</code><br>");
+        lmdm_html_decision(b, rt, decision, json_string_value(json_object_get(d, "reason")),
+                           json_string_value(json_object_get(d, "payload_type")),
+                           json_string_value(json_object_get(d, "state")));
+        lmdm_buf_puts(b, "<br><span class=\"muted\">");
+        lmdm_html_escape(b, json_string_value(json_object_get(d, "at")));
+        lmdm_buf_puts(b, "</span></li>\n");
+    }
+    lmdm_buf_puts(b, "</ul>\n");
+    if (json_array_size(list) == RECENT_COMMANDS)
+        lmdm_buf_printf(b, "<p class=\"muted\">Only its last %d commands are shown.</p>\n", RECENT_COMMANDS);
+    json_decref(list);
+}
+
+/* One organization managing the device: since when, what it manages, the
+ * rules it requires, what it asked for, and the way to remove it. */
+static void org_section(lmdm_buf_t *b, PGresult *res, int i, const char *merged)
+{
+    const char *name = PQgetvalue(res, i, COL_NAME);
+    const char *pseudonym = PQgetvalue(res, i, COL_PSEUDONYM);
+    lmdm_buf_puts(b, "<section class=\"org\" id=\"org-");
+    lmdm_html_escape(b, pseudonym);
+    lmdm_buf_puts(b, "\">\n<h3><strong>");
+    lmdm_html_escape(b, name);
+    lmdm_buf_puts(b, "</strong></h3>\n<p class=\"muted\">Manages this device since ");
+    lmdm_html_escape(b, PQgetvalue(res, i, COL_ACCEPTED));
+    lmdm_buf_puts(b, "</p>\n");
+    org_entities(b, value_or_null(res, i, COL_APPS), value_or_null(res, i, COL_PROFILES));
+    lmdm_buf_puts(b, "<h4>Device-wide rules it requires</h4>\n");
+    lmdm_html_tenant_rules(b, value_or_null(res, i, COL_RULES), merged, name);
+    org_commands(b, value_or_null(res, i, COL_DECISIONS));
+    lmdm_buf_puts(b, "<p><a class=\"button\" href=\"/owner/enrollments/");
+    lmdm_html_escape(b, pseudonym);
+    lmdm_buf_puts(b, "/remove\">Remove</a></p>\n</section>\n");
+}
+
+static void ended_list(lmdm_buf_t *b, PGresult *res)
+{
+    lmdm_buf_puts(b, "<h2>Recently ended</h2>\n<ul class=\"ended\">\n");
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (strcmp(PQgetvalue(res, i, COL_STATE), "active") == 0) continue;
+        lmdm_buf_puts(b, "<li>");
+        lmdm_html_escape(b, PQgetvalue(res, i, COL_NAME));
+        lmdm_buf_puts(b, " <span class=\"muted\">");
+        lmdm_html_escape(b, ended_how(PQgetvalue(res, i, COL_STATE), PQgetvalue(res, i, COL_ENDED_BY)));
+        lmdm_buf_puts(b, " on ");
+        lmdm_html_escape(b, PQgetvalue(res, i, COL_ENDED));
+        lmdm_buf_puts(b, "</span></li>\n");
+    }
+    lmdm_buf_puts(b, "</ul>\n");
+}
+
 static void home_done(void *arg, int err, PGresult *res)
 {
     owner_ctx_t *x = arg;
@@ -456,7 +612,8 @@ static void home_done(void *arg, int err, PGresult *res)
     }
     int n = PQntuples(res), active = 0;
     for (int i = 0; i < n; i++)
-        active += strcmp(PQgetvalue(res, i, 2), "active") == 0;
+        active += strcmp(PQgetvalue(res, i, COL_STATE), "active") == 0;
+    const char *merged = n > 0 ? value_or_null(res, 0, COL_MERGED) : NULL;
 
     lmdm_buf_t b = {0};
     lmdm_html_begin(&b, "My device");
@@ -468,45 +625,22 @@ static void home_done(void *arg, int err, PGresult *res)
                        "device. You can remove any of them at any time.");
 
     lmdm_buf_puts(&b, "<h2>Organizations managing this device</h2>\n");
-    if (!active) {
+    if (!active)
         lmdm_html_para(&b,
                        "None. To add an organization, open the invitation link it gave you on this device.");
-    } else {
-        lmdm_buf_puts(&b, "<ul class=\"enrollments\">\n");
-        for (int i = 0; i < n; i++) {
-            if (strcmp(PQgetvalue(res, i, 2), "active") != 0) continue;
-            lmdm_buf_puts(&b, "<li><strong>");
-            lmdm_html_escape(&b, PQgetvalue(res, i, 1));
-            lmdm_buf_puts(&b, "</strong> <span class=\"muted\">since ");
-            lmdm_html_escape(&b, PQgetvalue(res, i, 3));
-            lmdm_buf_puts(&b, "</span><br><a class=\"button\" href=\"/owner/enrollments/");
-            lmdm_html_escape(&b, PQgetvalue(res, i, 0));
-            lmdm_buf_puts(&b, "/remove\">Remove</a></li>\n");
-        }
-        lmdm_buf_puts(&b, "</ul>\n");
-    }
-    if (n > active) {
-        lmdm_buf_puts(&b, "<h2>Recently ended</h2>\n<ul class=\"ended\">\n");
-        for (int i = 0; i < n; i++) {
-            if (strcmp(PQgetvalue(res, i, 2), "active") == 0) continue;
-            lmdm_buf_puts(&b, "<li>");
-            lmdm_html_escape(&b, PQgetvalue(res, i, 1));
-            lmdm_buf_puts(&b, " <span class=\"muted\">");
-            lmdm_html_escape(&b, ended_how(PQgetvalue(res, i, 2), PQgetvalue(res, i, 5)));
-            lmdm_buf_puts(&b, " on ");
-            lmdm_html_escape(&b, PQgetvalue(res, i, 4));
-            lmdm_buf_puts(&b, "</span></li>\n");
-        }
-        lmdm_buf_puts(&b, "</ul>\n");
-    }
+    for (int i = 0; i < n; i++)
+        if (strcmp(PQgetvalue(res, i, COL_STATE), "active") == 0) org_section(&b, res, i, merged);
+    if (n > active) ended_list(&b, res);
     if (active) {
         lmdm_buf_puts(&b, "<h2>Device-wide rules in force</h2>\n");
         lmdm_html_para(&b, "Where several organizations ask for the same setting, the strictest one applies, "
                            "once, under the broker's name:");
-        lmdm_html_merged_rules(&b, n > 0 && !PQgetisnull(res, 0, 6) ? PQgetvalue(res, 0, 6) : NULL);
+        lmdm_html_merged_rules(&b, merged);
     }
     lmdm_buf_puts(&b, "<h2>What no organization can do</h2>\n");
     never_list(&b);
+    lmdm_buf_puts(&b, "<p class=\"muted\"><a href=\"/policy\">Every command and setting an organization may "
+                      "send, and what the broker does with it</a></p>\n");
     lmdm_html_end(&b);
     lmdm_html_respond(x->req, 200, &b);
 }
@@ -874,6 +1008,37 @@ static void invite_post(lmdm_http_req_t *req)
     resolve_owner(x, invite_post_owner);
 }
 
+/* ---- GET /policy ---- */
+
+/* The value of `decision` in the query, in the arena, or NULL. Valid values
+ * are plain words, so nothing is decoded; anything else is simply unknown. */
+static const char *query_decision(lmdm_http_req_t *req)
+{
+    const char *q = req->query ? req->query : "";
+    while (*q) {
+        size_t n = strcspn(q, "&");
+        if (n > 9 && strncmp(q, "decision=", 9) == 0) {
+            char *v = lmdm_arena_alloc(req->arena, n - 9 + 1);
+            memcpy(v, q + 9, n - 9);
+            v[n - 9] = '\0';
+            return v;
+        }
+        q += n + (q[n] == '&');
+    }
+    return NULL;
+}
+
+/* The decision table for everyone (operators, auditors, owners, tenants):
+ * no session, no database, the same on every broker of a version. */
+static void policy_page(lmdm_http_req_t *req)
+{
+    lmdm_buf_t b = {0};
+    lmdm_html_begin(&b, "What organizations can and cannot do");
+    lmdm_html_policy(&b, query_decision(req));
+    lmdm_html_end(&b);
+    lmdm_html_respond(req, 200, &b);
+}
+
 /* ---- routes ---- */
 
 static int add(lmdm_router_t *r, const char *method, const char *pattern, const char *name,
@@ -895,7 +1060,8 @@ int lmdm_owner_routes(lmdm_router_t *r, const lmdm_config_t *cfg)
         add(r, "POST", "/owner/enrollments/{n}/remove", "owner_remove", remove_post, LMDM_OWNER_FORM_LIMIT,
             0) ||
         add(r, "GET", "/invite/{code}", "invite", invite_page, 1024, 1) ||
-        add(r, "POST", "/invite/{code}", "invite_answer", invite_post, LMDM_OWNER_FORM_LIMIT, 1))
+        add(r, "POST", "/invite/{code}", "invite_answer", invite_post, LMDM_OWNER_FORM_LIMIT, 1) ||
+        add(r, "GET", "/policy", "policy", policy_page, 1024, 0))
         return LMDM_ERR_INVALID;
     return 0;
 }

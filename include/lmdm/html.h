@@ -1,7 +1,8 @@
 /* Server-rendered HTML for the people who hold a device (owner pages, the
  * consent page): escaping, the page frame, the response headers every page
  * carries, and the decoding of what a browser sends back (form bodies and
- * cookies).
+ * cookies), the rules and commands of tenants in plain words, and the
+ * policy table.
  *
  * Everything that does not come from a string literal in the code goes
  * through lmdm_html_escape(): tenant names, notes and rules are written by
@@ -40,7 +41,8 @@ void lmdm_html_para(lmdm_buf_t *b, const char *text);
 /** The response headers of every HTML page, with their values:
  * Cache-Control no-store, X-Frame-Options DENY, a Content-Security-Policy that
  * allows inline style and same-origin form posts only, Referrer-Policy
- * no-referrer, X-Content-Type-Options nosniff. */
+ * same-origin (never no-referrer: browsers then send "Origin: null" with the
+ * pages' own forms), X-Content-Type-Options nosniff. */
 void lmdm_html_security_headers(lmdm_http_req_t *req);
 
 /** Answer `req` with `page` as text/html; charset=utf-8 plus the security
@@ -95,5 +97,52 @@ void lmdm_html_rules(lmdm_buf_t *b, const char *rules_json);
  * stored in devices.rules_merged) as a list: "A passcode of at least 8
  * characters — required by St. Mary's". */
 void lmdm_html_merged_rules(lmdm_buf_t *b, const char *merged_json);
+
+/** One organization's own device-wide rules (`rules_json`: {section: rules}
+ * as the tenant API stores them, e.g. {"passcode": {"minLength": 6},
+ * "domains": {"WebDomains": ["a.example"]}}) as a list, each requirement in
+ * plain words followed by its state against the merged result `merged_json`
+ * (devices.rules_merged): "in force" when `tenant_name` is among the
+ * organizations that drove the merged value, "a stricter rule applies: ..."
+ * when another organization's stricter value won, "not applied yet" when the
+ * merge does not hold the key (not computed yet). Organizations are told
+ * apart by name, as the merge's provenance names them. Nothing to show
+ * appends a paragraph saying that it requires no device-wide rule. */
+void lmdm_html_tenant_rules(lmdm_buf_t *b, const char *rules_json, const char *merged_json,
+                            const char *tenant_name);
+
+/* ---- tenant commands and the policy, in plain words ---- */
+
+/** A RequestType in plain words ("EraseDevice" -> "Erase the device"); one
+ * not in the broker's short list is split into words ("ManagedMediaList" ->
+ * "Managed media list"). Escaped. */
+void lmdm_html_request_type(lmdm_buf_t *b, const char *request_type);
+
+/** What the broker did with a tenant command (a row of `decisions`), as
+ * escaped HTML text:
+ *   block   "Refused: " and the rationale of the policy row that gave
+ *           `reason` (the payload's when `payload_type` is set, else the
+ *           command's), or of the decision procedure's own reason codes; an
+ *           unknown code is shown as "reason code <code>". Wrapped in
+ *           <span class="refused">.
+ *   merge   folded into the device-wide rules;
+ *   retire  an EraseDevice treated as the organization leaving;
+ *   allow, scope  from `command_state` (commands.state): "Sent to your
+ *           device", "Sent to your device, which did it", "Accepted: waiting
+ *           for your device to check in", ...; NULL state: "Allowed".
+ * Any argument may be NULL. */
+void lmdm_html_decision(lmdm_buf_t *b, const char *request_type, const char *decision, const char *reason,
+                        const char *payload_type, const char *command_state);
+
+/** The body of the policy page (everything after lmdm_html_begin): what each
+ * decision means, links to filter by decision (/policy?decision=block) and
+ * anchors to each group (#commands-block, #payloads-merge, ...; each row has
+ * id "commands-<RequestType>" or "payloads-<PayloadType>"), then every row of
+ * lmdm_policy_command_rules() and lmdm_policy_payload_rules() grouped by
+ * decision: name, decision, reason code, rationale, where Apple forbids it
+ * under User Enrollment. `decision` ("allow", "scope", "merge", "block")
+ * shows that group only; NULL or "" shows all, and an unknown value shows all
+ * with a note saying so. */
+void lmdm_html_policy(lmdm_buf_t *b, const char *decision);
 
 #endif

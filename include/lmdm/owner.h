@@ -13,12 +13,16 @@
  *
  * Routes (all answer HTML; see docs/owner.md):
  *   GET  /owner/login?token=T            set the cookie, 303 to /owner (403 unknown token)
- *   GET  /owner                          organizations managing this device (401 without session)
+ *   GET  /owner                          organizations managing this device: for each, what it
+ *                                        manages, the rules it requires and which are in force,
+ *                                        its last commands and what the broker did (401 without
+ *                                        session)
  *   GET  /owner/enrollments/{n}/remove   confirmation page
  *   POST /owner/enrollments/{n}/remove   remove (CSRF token, Origin checked)
  *   GET  /invite/{code}                  consent page (404 when no longer valid)
  *   POST /invite/{code}                  action=accept|decline (CSRF token, Origin checked)
- * Without secret_key every one of them answers 503. */
+ *   GET  /policy[?decision=D]            the policy table, public (no session, no database)
+ * Without secret_key every one of them but /policy answers 503. */
 #ifndef LMDM_OWNER_H
 #define LMDM_OWNER_H
 

@@ -62,7 +62,7 @@ expect_contains "$h" "content-type: text/html; charset=utf-8" "HTML with charset
 expect_contains "$h" "cache-control: no-store" "not cached"
 expect_contains "$h" "x-frame-options: deny" "not framed"
 expect_contains "$h" "content-security-policy: default-src 'none'; style-src 'unsafe-inline'; form-action 'self'" "CSP"
-expect_contains "$h" "referrer-policy: no-referrer" "no referrer"
+expect_contains "$h" "referrer-policy: same-origin" "no referrer to other sites"
 r=$(page "$PLAIN_URL/owner" -H "Cookie: a=b; lmdm_owner=$TOKEN1" --http2-prior-knowledge)
 expect_eq "$(status "$r")" 200 "the session works over h2c, among other cookies"
 

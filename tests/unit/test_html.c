@@ -181,7 +181,7 @@ static void test_form(void)
 
     /* A whole body of escapes: output never longer than the input. */
     char big[4097];
-    for (int i = 0; i < 4096; i += 3)
+    for (int i = 0; i + 3 <= 4095; i += 3)
         memcpy(big + i, "%3C", 3);
     big[4095] = '\0';
     CHECK_INT_EQ(parse(a, big, f, &n), 0);
