@@ -25,6 +25,7 @@
 #include "lmdm/ops.h"
 #include "lmdm/router.h"
 #include "lmdm/server.h"
+#include "lmdm/ledger.h"
 #include "lmdm/owner.h"
 #include "lmdm/rules_apply.h"
 #include "lmdm/tenant_api.h"
@@ -46,6 +47,7 @@ static void usage(FILE *out)
             "  key       issue, list or revoke tenant API keys\n"
             "  secret    create the broker's master secret\n"
             "  policy    print the decision table, or decide one command offline\n"
+            "  audit     verify the tamper-evident ledger, export it, print its key\n"
             "  version   print the version\n"
             "  help      this text\n"
             "\n"
@@ -267,10 +269,18 @@ static int cmd_serve(int argc, char **argv)
         webhooks = lmdm_webhook_start(&cfg, app.secrets, err, sizeof(err));
         if (!webhooks) lmdm_error("webhooks: %s (events stay queued until a broker delivers them)", err);
     }
+    lmdm_ledger_sealer_t *sealer = NULL;
+    if (app.secrets) {
+        sealer = lmdm_ledger_sealer_start(&cfg, app.secrets, err, sizeof(err));
+        if (!sealer) lmdm_error("ledger: %s (entries stay unsealed until a broker seals them)", err);
+    } else {
+        lmdm_warn("no secret_key: the audit ledger is recorded but not sealed or signed");
+    }
     lmdm_rules_applier_t *rules = lmdm_rules_applier_start(cfg.database_url, err, sizeof(err));
     if (!rules) lmdm_error("%s (device-wide rules are not applied)", err);
     rv = lmdm_server_run(srv);
     lmdm_rules_applier_stop(rules);
+    lmdm_ledger_sealer_stop(sealer);
     lmdm_webhook_stop(webhooks);
     for (int i = 0; lmdm_server_worker(srv, i); i++) {
         lmdm_seen_free(lmdm_server_worker(srv, i)->seen);
@@ -499,6 +509,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "key") == 0) return lmdm_cli_key(argc - 1, argv + 1);
     if (strcmp(cmd, "secret") == 0) return lmdm_cli_secret(argc - 1, argv + 1);
     if (strcmp(cmd, "policy") == 0) return lmdm_cli_policy(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0) return lmdm_cli_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("lmdm %s\n", LMDM_VERSION);
         return 0;

@@ -877,5 +877,6 @@ int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg)
     rv |= lmdm_router_add(r, "GET", "/v1/webhook", "v1_webhook", h_get_webhook, 1024);
     rv |= lmdm_router_add(r, "DELETE", "/v1/webhook", "v1_webhook_delete", h_delete_webhook, 1024);
     rv |= lmdm_tenant_rules_routes(r);
+    rv |= lmdm_audit_routes(r);
     return rv ? LMDM_ERR_INVALID : 0;
 }

@@ -99,14 +99,17 @@ static void key_looked_up(void *arg, int err, PGresult *res)
     t->role = lmdm_arena_strdup(req->arena, PQgetvalue(res, 0, 1));
     t->tenant_id = PQgetisnull(res, 0, 0) ? 0 : atoll(PQgetvalue(res, 0, 0));
     snprintf(t->tenant, sizeof(t->tenant), "%lld", (long long)t->tenant_id);
-    if (strcmp(t->role, t->need_role) != 0 || t->tenant_id == 0) {
+    /* The operator's global key (tenant 0) is an auditor key and reads the
+     * audit API only. */
+    if (strcmp(t->role, t->need_role) != 0 || (t->tenant_id == 0 && strcmp(t->need_role, "auditor") != 0)) {
         char msg[128];
         snprintf(msg, sizeof(msg), "this needs a%s %s key of a tenant", t->need_role[0] == 'a' ? "n" : "",
                  t->need_role);
         lmdm_http_respond_error(req, 403, "forbidden_role", msg);
         return;
     }
-    int wait = lmdm_ratelimit_take(req->worker->app->ratelimit, t->tenant_id, lmdm_now_ns());
+    /* Bucket per tenant; the global key has its own (key -1: 0 marks an empty slot). */
+    int wait = lmdm_ratelimit_take(req->worker->app->ratelimit, t->tenant_id ? t->tenant_id : -1, lmdm_now_ns());
     if (wait > 0) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%d", wait);

@@ -186,6 +186,11 @@ static const cfg_key_t keys[] = {
      .help = "one webhook delivery attempt (connect + answer)"},
     {.name = "webhook_backoff_max", SECS(webhook_backoff_max_s), .def = 600, .min = 1, .max = 24 * 3600,
      .help = "longest wait between two delivery attempts (backoff starts at 1 s and doubles)"},
+    /* audit ledger */
+    {.name = "ledger_checkpoint_entries", INT(ledger_checkpoint_entries), .def = 1000, .min = 1, .max = 100000000,
+     .help = "sign the audit ledger's chain head (a checkpoint) after at most this many new entries"},
+    {.name = "ledger_checkpoint_interval", SECS(ledger_checkpoint_interval_s), .def = 60, .min = 1, .max = 24 * 3600,
+     .help = "sign the audit ledger's chain head at most this long after a new entry was sealed"},
 };
 
 #define NKEYS LMDM_ARRAY_LEN(keys)

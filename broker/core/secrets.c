@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #define KDF_CONTEXT "lmdm-key" /* exactly crypto_kdf_CONTEXTBYTES (8) */
-enum { SUB_KEY_HASH = 1, SUB_PSEUDONYM = 2, SUB_SIGN = 3 };
+enum { SUB_KEY_HASH = 1, SUB_PSEUDONYM = 2, SUB_SIGN = 3, SUB_LEDGER = 4 };
 
 /* "<what>: <why>" into errbuf. */
 static void errf(char *errbuf, size_t errlen, const char *what, const char *why)
@@ -51,6 +51,8 @@ void lmdm_secrets_derive(const unsigned char master[32], lmdm_secrets_t *out)
     crypto_kdf_derive_from_key(out->pseudonym, sizeof(out->pseudonym), SUB_PSEUDONYM, KDF_CONTEXT, master);
     crypto_kdf_derive_from_key(seed, sizeof(seed), SUB_SIGN, KDF_CONTEXT, master);
     crypto_sign_seed_keypair(out->sign_pk, out->sign_sk, seed);
+    crypto_kdf_derive_from_key(seed, sizeof(seed), SUB_LEDGER, KDF_CONTEXT, master);
+    crypto_sign_seed_keypair(out->ledger_pk, out->ledger_sk, seed);
     sodium_memzero(seed, sizeof(seed));
 }
 

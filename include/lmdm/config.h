@@ -67,6 +67,9 @@ typedef struct lmdm_config {
     int invitation_ttl_s;    /* default lifetime of an invitation */
     int webhook_timeout_ms;  /* one webhook delivery attempt */
     int webhook_backoff_max_s; /* longest wait between two attempts */
+    /* audit ledger */
+    int ledger_checkpoint_entries;    /* sign the chain head at least every this many entries */
+    int ledger_checkpoint_interval_s; /* ... and at most this long after an entry was sealed */
 } lmdm_config_t;
 
 /** Fill `cfg` with every default. Free with lmdm_config_clear(). */

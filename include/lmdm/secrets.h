@@ -8,6 +8,7 @@
  *              (only these hashes are stored)
  *   pseudonym  keyed BLAKE2b of (tenant, device): the enrollment ids tenants see
  *   sign       Ed25519 key pair signing webhooks (public key at GET /v1/keys)
+ *   ledger     Ed25519 key pair signing audit ledger checkpoints (lmdm/ledger.h)
  * Losing the file invalidates every API key and owner token and changes every
  * pseudonym. Nothing here does I/O except the two file functions. */
 #ifndef LMDM_SECRETS_H
@@ -27,6 +28,8 @@ typedef struct lmdm_secrets {
     unsigned char pseudonym[32];
     unsigned char sign_pk[32];
     unsigned char sign_sk[64];
+    unsigned char ledger_pk[32];
+    unsigned char ledger_sk[64];
 } lmdm_secrets_t;
 
 /** Create a new master secret at `path` (mode 0600). Never overwrites. */

@@ -4,6 +4,7 @@
 #define LMDM_TENANT_API_H
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdint.h>
 
 #include "lmdm/config.h"
@@ -33,7 +34,8 @@ typedef struct lmdm_tenant_ctx {
     void (*finish)(struct lmdm_tenant_ctx *); /* gets out_status/out_body */
     int out_status;
     json_t *out_body;
-    const char *rules_json;      /* device-wide rules a profile carried: {section: rules} for this enrollment */
+    const char *rules_json;
+    PGresult *held;              /* a result kept across two queries (audit export) */      /* device-wide rules a profile carried: {section: rules} for this enrollment */
     const char **nano_ids;
     int nano_n, nano_i;
     json_t *nano_status;
@@ -51,5 +53,8 @@ int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg);
 
 /** Add /v1/rules/{section} and /v1/enrollments/{id}/compliance (tenants/api_rules.c). */
 int lmdm_tenant_rules_routes(lmdm_router_t *r);
+
+/** Add the auditor API /v1/audit... (tenants/api_audit.c). */
+int lmdm_audit_routes(lmdm_router_t *r);
 
 #endif

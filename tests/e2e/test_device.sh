@@ -68,7 +68,7 @@ cat >"$T/devinfo.plist" <<'PL'
 <key>Queries</key><array><string>OSVersion</string><string>Model</string></array></dict></plist>
 PL
 CMD1=$("$LMDM_BIN" command enqueue --config "$CONF" --device "$UDID" --tenant 1 "$T/profilelist.plist" | cut -d' ' -f1)
-for _ in $(seq 50); do [ -s "$T/pushes.jsonl" ] && break; sleep 0.1; done
+for _ in $(seq 200); do [ -s "$T/pushes.jsonl" ] && break; sleep 0.1; done
 push=$(cat "$T/pushes.jsonl" 2>/dev/null || true)
 expect_contains "$push" "\"push_type\":\"mdm\"" "the device was pushed through APNs"
 expect_contains "$push" "$TOPIC" "push carries the topic"

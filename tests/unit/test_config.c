@@ -625,6 +625,7 @@ static const char *const all_keys[] = {
     "apns_url", "apns_topic", "apns_auth", "apns_key_file", "apns_key_id", "apns_team_id",
     "apns_cert", "apns_cert_key", "apns_ca_file", "secret_key", "tenant_rate", "tenant_burst",
     "invitation_ttl", "webhook_timeout", "webhook_backoff_max",
+    "ledger_checkpoint_entries", "ledger_checkpoint_interval",
 };
 
 static char *read_all(const char *path, size_t *len)
