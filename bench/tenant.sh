@@ -15,8 +15,9 @@
 #       devices poll continuously and answer (lmdm-sim fleet --mode cycle),
 #       and K commands are posted one by one at a modest rate. For each, the
 #       time from posting to the sink receiving its signed command.result.
-# There is no audit ledger yet (a later issue): "policy and audit on" is
-# policy only. APNs is off: devices find their commands by polling.
+# Policy and audit are on: each post records its decision and a ledger entry
+# (triggers, same transaction), and the broker's sealer chains and signs the
+# ledger meanwhile. APNs is off: devices find their commands by polling.
 #
 # Everything runs on a private PostgreSQL in a temporary directory, which is
 # removed at the end together with every process this script started.
@@ -453,7 +454,7 @@ BAD_SINK=$(grep -c -E '^[0-9]+ (REFUSED|BADSIG) ' "$T/sink.stamped" || true)
 echo
 echo "== (a) Enqueue: POST /v1/enrollments/{id}/commands, ManagedApplicationList (JSON), h2c;"
 echo "   h2load $CA + $CB connection(s) x $STREAMS streams over $((2 * DEVICES)) enrollments of 2 tenants, ${DURATION} s;"
-echo "   lmdm: $WORKERS worker(s), db_pool_size $POOL; policy on, no audit ledger yet (a later issue);"
+echo "   lmdm: $WORKERS worker(s), db_pool_size $POOL; policy and audit ledger on (sealer running);"
 echo "   load average $(cut -d' ' -f1-3 /proc/loadavg) on $NCPU CPU(s)"
 printf '   %-8s %11s %9s %9s %10s %8s %9s %8s\n' "" accepted/s p50_ms p99_ms "db rt/req" non-202 "lmdm CPU" "PG CPU"
 printf '   %-8s %11.0f %9.2f %9.2f %10s %8s %8s%% %7s%%\n' lmdm "$A_RPS" "$A_P50" "$A_P99" "$A_RT" "$A_NON202" \
