@@ -102,9 +102,7 @@ static void run(lmdm_tenant_ctx_t *t, const lmdm_db_stmt_t *st, const char *cons
     if (lmdm_db_query(t->req->worker->db, st, st->nparams, p, cb, t) != 0) lmdm_http_respond_unavailable(t->req);
 }
 
-/* Query parameter `name` (no decoding: the values used here are ids and
- * numbers), or NULL. */
-static const char *query_param(lmdm_http_req_t *req, const char *name)
+const char *lmdm_tenant_query_param(lmdm_http_req_t *req, const char *name)
 {
     size_t n = strlen(name);
     for (const char *q = req->query; q && *q;) {
@@ -125,7 +123,7 @@ static const char *query_param(lmdm_http_req_t *req, const char *name)
 /* ?limit=N within 1..PAGE_MAX; -1 (and a 400 sent) when malformed. */
 static int page_limit(lmdm_http_req_t *req)
 {
-    const char *s = query_param(req, "limit");
+    const char *s = lmdm_tenant_query_param(req, "limit");
     if (!s) return PAGE_DEFAULT;
     char *end;
     long v = strtol(s, &end, 10);
@@ -254,7 +252,7 @@ static void enrollments_done(void *arg, int err, PGresult *res)
 static void list_enrollments(lmdm_tenant_ctx_t *t)
 {
     if ((t->limit = page_limit(t->req)) < 0) return;
-    const char *after = query_param(t->req, "after");
+    const char *after = lmdm_tenant_query_param(t->req, "after");
     if (after && !is_pseudonym(after)) {
         lmdm_http_respond_error(t->req, 400, "bad_parameter", "after must be an enrollment id");
         return;
@@ -411,7 +409,7 @@ static void list_commands(lmdm_tenant_ctx_t *t)
         return;
     }
     if ((t->limit = page_limit(t->req)) < 0) return;
-    const char *before = query_param(t->req, "before");
+    const char *before = lmdm_tenant_query_param(t->req, "before");
     if (before && !(t->cursor = canon_uuid(t->req, before))) {
         lmdm_http_respond_error(t->req, 400, "bad_parameter", "before must be a command id");
         return;
@@ -756,7 +754,7 @@ static void nano_next(lmdm_tenant_ctx_t *t)
 static void nano_enqueue(lmdm_tenant_ctx_t *t)
 {
     lmdm_http_req_t *req = t->req;
-    t->no_push = query_param(req, "nopush") != NULL;
+    t->no_push = lmdm_tenant_query_param(req, "nopush") != NULL;
     char *ids = lmdm_arena_strdup(req->arena, req->params[0]);
     t->nano_ids = lmdm_arena_alloc(req->arena, NANOMDM_MAX_IDS * sizeof(char *));
     t->nano_n = 0;

@@ -37,27 +37,10 @@ static const lmdm_db_stmt_t st_checkpoints = {
     "SELECT " LMDM_LEDGER_CHECKPOINT_COLUMNS " FROM ledger_checkpoint WHERE pos > $1::bigint ORDER BY pos LIMIT $2::int",
     2};
 
-static const char *param(lmdm_http_req_t *req, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *q = req->query; q && *q;) {
-        const char *amp = strchr(q, '&');
-        size_t len = amp ? (size_t)(amp - q) : strlen(q);
-        if (len > n && strncmp(q, name, n) == 0 && q[n] == '=') {
-            char *v = lmdm_arena_alloc(req->arena, len - n);
-            memcpy(v, q + n + 1, len - n - 1);
-            v[len - n - 1] = '\0';
-            return v;
-        }
-        q = amp ? amp + 1 : NULL;
-    }
-    return NULL;
-}
-
 /* A non-negative integer parameter within max; -1 (and a 400 sent) when bad. */
 static long long int_param(lmdm_http_req_t *req, const char *name, long long def, long long max)
 {
-    const char *s = param(req, name);
+    const char *s = lmdm_tenant_query_param(req, name);
     if (!s) return def;
     char *end;
     long long v = strtoll(s, &end, 10);
@@ -73,7 +56,7 @@ static long long int_param(lmdm_http_req_t *req, const char *name, long long def
 /* RFC 3339 UTC ("2026-11-25T10:00:00Z"), checked before PostgreSQL sees it. */
 static int time_param(lmdm_http_req_t *req, const char *name, const char **out)
 {
-    *out = param(req, name);
+    *out = lmdm_tenant_query_param(req, name);
     if (!*out) return 0;
     struct tm tm;
     memset(&tm, 0, sizeof tm);
@@ -90,7 +73,7 @@ static int time_param(lmdm_http_req_t *req, const char *name, const char **out)
 /* A short word parameter (request type, decision): letters only. */
 static int word_param(lmdm_http_req_t *req, const char *name, const char **out)
 {
-    *out = param(req, name);
+    *out = lmdm_tenant_query_param(req, name);
     if (!*out) return 0;
     size_t n = strlen(*out);
     int ok = n > 0 && n <= 100;

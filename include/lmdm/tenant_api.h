@@ -48,6 +48,11 @@ typedef struct lmdm_tenant_ctx {
  * 503 without a configured secret_key. */
 void lmdm_tenant_begin(lmdm_http_req_t *req, const char *need_role, void (*next)(lmdm_tenant_ctx_t *));
 
+/** Query parameter `name` of the request (not percent-decoded: the API's
+ * parameters are ids, numbers and times; callers validate them), "" for a
+ * bare name, or NULL. */
+const char *lmdm_tenant_query_param(lmdm_http_req_t *req, const char *name);
+
 /** Add the /v1 routes. */
 int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg);
 

@@ -143,5 +143,19 @@ e2e_start_full() {
 }
 psqlq() { psql -qAt "$DB_CONNINFO" -c "$1"; }
 
+# The tenant API over TLS: api METHOD PATH KEY [curl args...] prints the body
+# and "HTTP <code>" on a last line; status/body split that; post_json KEY PATH
+# JSON posts JSON. csrf_of PAGE: the first CSRF token of an owner page.
+# wait_for SECONDS COMMAND...: until COMMAND succeeds (1 if it never does).
+api() {
+  local m=$1 p=$2 k=$3; shift 3
+  curl -s --cacert "$CA" -X "$m" -H "Authorization: Bearer $k" -w '\nHTTP %{http_code}' "$@" "$TLS_URL$p"
+}
+status() { tail -n1 <<<"$1" | cut -d' ' -f2; }
+body() { sed '$d' <<<"$1"; }
+post_json() { api POST "$2" "$1" -H 'Content-Type: application/json' -d "$3"; }
+csrf_of() { grep -o 'name="csrf" value="[0-9a-f]*"' <<<"$1" | head -n1 | cut -d'"' -f4; }
+wait_for() { local n=$(($1 * 10)); shift; for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done; return 1; }
+
 # curl shortcuts: status code only, and full output with headers.
 code() { curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" "$@"; }

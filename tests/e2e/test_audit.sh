@@ -11,11 +11,6 @@ SIM="$LMDM_BUILD/tests/sim/lmdm-sim"
 [ -x "$SIM" ] || { echo "missing $SIM"; exit 1; }
 e2e_start_full "mdm_max_body = 256k" "ledger_checkpoint_entries = 5" "ledger_checkpoint_interval = 1s"
 
-api() { local m=$1 p=$2 k=$3; shift 3; curl -s --cacert "$CA" -X "$m" -H "Authorization: Bearer $k" -w '\nHTTP %{http_code}' "$@" "$TLS_URL$p"; }
-status() { tail -n1 <<<"$1" | cut -d' ' -f2; }
-body() { sed '$d' <<<"$1"; }
-csrf_of() { grep -o 'name="csrf" value="[0-9a-f]*"' <<<"$1" | head -n1 | cut -d'"' -f4; }
-wait_for() { local n=$(($1 * 10)); shift; for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done; return 1; }
 sealed() { [ "$(psqlq "SELECT count(*) FROM ledger_pending")" = 0 ] && [ "$(psqlq "SELECT count(*) FROM ledger")" -gt 0 ]; }
 
 out=$("$SIM" enroll --url "$TLS_URL" --cacert "$CA" --dir "$T/dev")

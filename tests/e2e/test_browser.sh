@@ -56,15 +56,6 @@ pass "playwright-core installed ($((SECONDS - started)) s)"
 
 e2e_start_full "mdm_max_body = 256k"
 
-api() { # api METHOD PATH KEY [curl args...] -> body, "HTTP <code>" on the last line
-  local m=$1 p=$2 k=$3; shift 3
-  curl -s --cacert "$CA" -X "$m" -H "Authorization: Bearer $k" -w '\nHTTP %{http_code}' "$@" "$TLS_URL$p"
-}
-status() { tail -n1 <<<"$1" | cut -d' ' -f2; }
-body() { sed '$d' <<<"$1"; }
-post_json() { api POST "$2" "$1" -H 'Content-Type: application/json' -d "$3"; }
-csrf_of() { grep -o 'name="csrf" value="[0-9a-f]*"' <<<"$1" | head -n1 | cut -d'"' -f4; }
-wait_for() { local n=$(($1 * 10)); shift; for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done; return 1; }
 invitation() { body "$(post_json "$1" /v1/invitations '{"note":"Welcome <b>aboard</b>"}')" | jq -r .url; }
 browser() { # browser PHASE: run the JS test with the environment below
   NODE_PATH="$NODE_DIR/node_modules" LMDM_CHROMIUM="$CHROMIUM" LMDM_SHOTS="$SHOTS" \

@@ -37,7 +37,6 @@ expect_eq "$(stat -c %a "$T/ca/ca.key")" 600 "CA key is readable only by its own
 e2e_migrate
 e2e_serve
 
-psqlq() { psql -qAt "$DB_CONNINFO" -c "$1"; }
 counts() { psqlq "SELECT (SELECT count(*) FROM devices) || '/' || (SELECT count(*) FROM channels) || '/' || (SELECT count(*) FROM commands) || '/' || (SELECT count(*) FROM commands WHERE result IS NOT NULL)"; }
 
 # The TLS handshake asks for a device certificate and names the broker CA.

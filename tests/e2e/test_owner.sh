@@ -14,9 +14,7 @@ e2e_start_full "mdm_max_body = 64k" "log_level = debug"
 
 # page URL [curl args...] -> headers + body, "HTTP <code>" on the last line
 page() { local u=$1; shift; curl -s -i --cacert "$CA" -w '\nHTTP %{http_code}' "$@" "$u"; }
-status() { tail -n1 <<<"$1" | cut -d' ' -f2; }
 hdrs() { sed -n '1,/^\r\{0,1\}$/p' <<<"$1" | tr -d '\r' | tr 'A-Z' 'a-z'; } # header block, lower case (h2)
-csrf_of() { grep -o 'name="csrf" value="[0-9a-f]*"' <<<"$1" | head -n1 | cut -d'"' -f4; }
 
 if [ "$(code "$TLS_URL/owner")" = 404 ]; then
   fail "the owner routes are not wired into lmdm serve (lmdm_owner_routes in broker/main.c)"

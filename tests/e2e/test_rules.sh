@@ -12,15 +12,7 @@ SIM="$LMDM_BUILD/tests/sim/lmdm-sim"
 [ -x "$SIM" ] || { echo "missing $SIM"; exit 1; }
 e2e_start_full "mdm_max_body = 256k"
 
-api() { # api METHOD PATH KEY [curl args...] -> body, "HTTP <code>" on the last line
-  local m=$1 p=$2 k=$3; shift 3
-  curl -s --cacert "$CA" -X "$m" -H "Authorization: Bearer $k" -w '\nHTTP %{http_code}' "$@" "$TLS_URL$p"
-}
-status() { tail -n1 <<<"$1" | cut -d' ' -f2; }
-body() { sed '$d' <<<"$1"; }
 put_rule() { api PUT "/v1/rules/$2" "$1" -H 'Content-Type: application/json' -d "$3"; }
-csrf_of() { grep -o 'name="csrf" value="[0-9a-f]*"' <<<"$1" | head -n1 | cut -d'"' -f4; }
-wait_for() { local n=$(($1 * 10)); shift; for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done; return 1; }
 broker_cmds() { psqlq "SELECT count(*) FROM commands WHERE tenant_id = 0 AND request_type IN ('InstallProfile', 'RemoveProfile')"; }
 settled() { [ "$(psqlq "SELECT count(*) FROM devices WHERE rules_dirty OR security_dirty")" = 0 ]; }
 # The minLength in the newest broker profile queued for the device.

@@ -15,7 +15,6 @@ expect_contains "$out" "master secret created" "lmdm secret init"
 expect_eq "$(stat -c %a "$T/secret.key")" 600 "the master secret is readable only by its owner"
 expect_eq "$("$LMDM_BIN" secret init --config "$CONF" >/dev/null 2>&1; echo $?)" 1 "an existing secret is never overwritten"
 e2e_serve
-psqlq() { psql -qAt "$DB_CONNINFO" -c "$1"; }
 
 # ---- tenants and keys (CLI) -------------------------------------------------
 A=$("$LMDM_BIN" tenant add "St. Mary's" --config "$CONF")

@@ -18,19 +18,6 @@ trap 'for p in "${SINK_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; e2e_cl
 
 e2e_start_full "mdm_max_body = 256k" "webhook_backoff_max = 1" "webhook_timeout = 2s"
 
-api() { # api METHOD PATH KEY [curl args...] -> body, "HTTP <code>" on the last line
-  local m=$1 p=$2 k=$3; shift 3
-  curl -s --cacert "$CA" -X "$m" -H "Authorization: Bearer $k" -w '\nHTTP %{http_code}' "$@" "$TLS_URL$p"
-}
-status() { tail -n1 <<<"$1" | cut -d' ' -f2; }
-body() { sed '$d' <<<"$1"; }
-post_json() { api POST "$2" "$1" -H 'Content-Type: application/json' -d "$3"; }
-csrf_of() { grep -o 'name="csrf" value="[0-9a-f]*"' <<<"$1" | head -n1 | cut -d'"' -f4; }
-wait_for() { # wait_for SECONDS COMMAND...: until COMMAND succeeds
-  local n=$(($1 * 10)); shift
-  for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done
-  return 1
-}
 sink_has() { grep -c "$2" "$1" 2>/dev/null | grep -qx "$3"; } # sink_has FILE PATTERN COUNT
 
 # ---- one device, its owner, two tenants with webhook receivers ----------------------------------

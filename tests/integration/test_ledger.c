@@ -40,21 +40,8 @@ static char pa[28], pb[28]; /* pseudonyms of tenants 1 and 2 */
 
 /* ---- database helpers ---- */
 
-static void exec_ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void exec_ok(const char *fmt, ...)
-{
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(db, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "SQL failed: %s\n%s\n", sql, PQresultErrorMessage(r));
-        exit(1);
-    }
-    PQclear(r);
-}
+/* A statement that must succeed (the test stops otherwise). */
+#define exec_ok(...) testdb_exec_ok(db, __VA_ARGS__)
 
 /* The error of a statement that must fail ("" if it succeeded). */
 static const char *exec_err(PGconn *c, const char *sql)

@@ -132,3 +132,18 @@ void testdb_drop(const char *conninfo)
     exec_ok(c, sql);
     PQfinish(c);
 }
+
+void testdb_exec_ok(PGconn *c, const char *fmt, ...)
+{
+    char sql[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "SQL failed: %s\n%s\n", sql, PQresultErrorMessage(r));
+        exit(1);
+    }
+    PQclear(r);
+}

@@ -17,4 +17,10 @@ void testdb_create(char *out, size_t outlen);
 /** Drop a database created by testdb_create (forcefully). */
 void testdb_drop(const char *conninfo);
 
+struct pg_conn;
+
+/** Run a printf-formatted statement on `c` that must succeed; on failure
+ * print it with the server's error and exit(1). */
+void testdb_exec_ok(struct pg_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif
