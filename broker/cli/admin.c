@@ -80,50 +80,45 @@ static int admin_opts(int argc, char **argv, admin_opts_t *o, const char *help)
     return 0;
 }
 
-/* Config + database connection (+ secrets when `need_secrets`). */
-typedef struct {
-    lmdm_config_t cfg;
-    PGconn *pg;
-    lmdm_secrets_t sec;
-} admin_env_t;
-
-static int admin_open(admin_env_t *env, const char *config, int need_secrets, const char *who)
+int lmdm_cli_env_open(lmdm_cli_env_t *env, const char *config, int needs, const char *who)
 {
     char err[1024];
     memset(env, 0, sizeof(*env));
     if (lmdm_cli_load_config(&env->cfg, &config) != 0) return -1;
-    if (need_secrets) {
+    if (needs & LMDM_CLI_SECRETS) {
         if (!*env->cfg.secret_key) {
             fprintf(stderr, "lmdm %s: secret_key is not set in the config (create one with `lmdm secret init`)\n",
                     who);
-            lmdm_config_clear(&env->cfg);
+            lmdm_cli_env_close(env);
             return -1;
         }
         if (lmdm_secrets_load(env->cfg.secret_key, &env->sec, err, sizeof(err)) != 0) {
             fprintf(stderr, "lmdm %s: %s\n", who, err);
-            lmdm_config_clear(&env->cfg);
+            lmdm_cli_env_close(env);
             return -1;
         }
     }
-    env->pg = lmdm_db_connect_blocking(env->cfg.database_url, err, sizeof(err));
-    if (!env->pg) {
-        fprintf(stderr, "lmdm %s: cannot connect to the database: %s\n", who, err);
-        lmdm_secrets_clear(&env->sec);
-        lmdm_config_clear(&env->cfg);
-        return -1;
+    if (needs & LMDM_CLI_DB) {
+        env->pg = lmdm_db_connect_blocking(env->cfg.database_url, err, sizeof(err));
+        if (!env->pg) {
+            fprintf(stderr, "lmdm %s: cannot connect to the database: %s\n", who, err);
+            lmdm_cli_env_close(env);
+            return -1;
+        }
     }
     return 0;
 }
 
-static void admin_close(admin_env_t *env)
+void lmdm_cli_env_close(lmdm_cli_env_t *env)
 {
     if (env->pg) PQfinish(env->pg);
+    env->pg = NULL;
     lmdm_secrets_clear(&env->sec);
     lmdm_config_clear(&env->cfg);
 }
 
 /* Run a statement; on error print it and return NULL. */
-static PGresult *admin_exec(admin_env_t *env, const char *who, const char *sql, int n, const char *const *vals)
+static PGresult *admin_exec(lmdm_cli_env_t *env, const char *who, const char *sql, int n, const char *const *vals)
 {
     PGresult *res = PQexecParams(env->pg, sql, n, NULL, vals, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
@@ -206,8 +201,8 @@ int lmdm_cli_tenant(int argc, char **argv)
         fputs(tenant_help, stderr);
         return 2;
     }
-    admin_env_t env;
-    if (admin_open(&env, o.config, 0, "tenant") != 0) return 1;
+    lmdm_cli_env_t env;
+    if (lmdm_cli_env_open(&env, o.config, LMDM_CLI_DB, "tenant") != 0) return 1;
     int code = 1;
     PGresult *res = NULL;
     if (strcmp(verb, "add") == 0) {
@@ -259,7 +254,7 @@ int lmdm_cli_tenant(int argc, char **argv)
     }
 out:
     PQclear(res);
-    admin_close(&env);
+    lmdm_cli_env_close(&env);
     return code;
 }
 
@@ -277,7 +272,7 @@ static const char key_help[] =
     "revoke  the key stops working at once (401). KEYID is the part between\n"
     "        \"lmdm_\" and the second \"_\" of the key.\n";
 
-static int key_issue(admin_env_t *env, const admin_opts_t *o)
+static int key_issue(lmdm_cli_env_t *env, const admin_opts_t *o)
 {
     if ((o->tenant > 0) == (o->global != 0) || !o->role ||
         (strcmp(o->role, "admin") != 0 && strcmp(o->role, "auditor") != 0)) {
@@ -332,8 +327,8 @@ int lmdm_cli_key(int argc, char **argv)
         fputs(key_help, stderr);
         return 2;
     }
-    admin_env_t env;
-    if (admin_open(&env, o.config, strcmp(verb, "issue") == 0, "key") != 0) return 1;
+    lmdm_cli_env_t env;
+    if (lmdm_cli_env_open(&env, o.config, LMDM_CLI_DB | (strcmp(verb, "issue") == 0 ? LMDM_CLI_SECRETS : 0), "key") != 0) return 1;
     int code = 1;
     PGresult *res = NULL;
     if (strcmp(verb, "issue") == 0) {
@@ -377,6 +372,6 @@ int lmdm_cli_key(int argc, char **argv)
     }
 out:
     PQclear(res);
-    admin_close(&env);
+    lmdm_cli_env_close(&env);
     return code;
 }

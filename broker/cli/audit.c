@@ -96,47 +96,6 @@ static int audit_opts(int argc, char **argv, audit_opts_t *o)
     return 0;
 }
 
-/* Config, database and (when `need_key`) the secrets. */
-typedef struct {
-    lmdm_config_t cfg;
-    PGconn *pg;
-    lmdm_secrets_t sec;
-    int have_sec;
-} audit_env_t;
-
-static int env_open(audit_env_t *env, const char *config, int need_db, int need_key)
-{
-    char err[1024];
-    memset(env, 0, sizeof *env);
-    if (lmdm_cli_load_config(&env->cfg, &config) != 0) return -1;
-    if (need_key) {
-        if (!*env->cfg.secret_key) {
-            fprintf(stderr, "lmdm audit: secret_key is not set in the config (or pass --key)\n");
-            return -1;
-        }
-        if (lmdm_secrets_load(env->cfg.secret_key, &env->sec, err, sizeof err) != 0) {
-            fprintf(stderr, "lmdm audit: %s\n", err);
-            return -1;
-        }
-        env->have_sec = 1;
-    }
-    if (need_db) {
-        env->pg = lmdm_db_connect_blocking(env->cfg.database_url, err, sizeof err);
-        if (!env->pg) {
-            fprintf(stderr, "lmdm audit: cannot connect to the database: %s\n", err);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static void env_close(audit_env_t *env)
-{
-    if (env->pg) PQfinish(env->pg);
-    lmdm_secrets_clear(&env->sec);
-    lmdm_config_clear(&env->cfg);
-}
-
 static void progress(void *ctx, int64_t entries)
 {
     (void)ctx;
@@ -190,12 +149,12 @@ static int cmd_verify(int argc, char **argv)
         fprintf(stderr, "lmdm audit verify: --key is not a base64 Ed25519 public key\n");
         return 2;
     }
-    audit_env_t env;
+    lmdm_cli_env_t env;
     memset(&env, 0, sizeof env);
     FILE *in = NULL;
     int code = 1;
     if (o.db) {
-        if (env_open(&env, o.config, 1, !o.key) != 0) goto out;
+        if (lmdm_cli_env_open(&env, o.config, LMDM_CLI_DB | (o.key ? 0 : LMDM_CLI_SECRETS), "audit") != 0) goto out;
         if (!o.key) memcpy(pk, env.sec.ledger_pk, sizeof pk);
     } else {
         in = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
@@ -223,7 +182,7 @@ static int cmd_verify(int argc, char **argv)
     print_report(&rep, o.db);
 out:
     if (in && in != stdin) fclose(in);
-    env_close(&env);
+    lmdm_cli_env_close(&env);
     return code;
 }
 
@@ -236,9 +195,9 @@ static int cmd_export(int argc, char **argv)
         fprintf(stderr, "lmdm audit export: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    audit_env_t env;
-    if (env_open(&env, o.config, 1, 0) != 0) {
-        env_close(&env);
+    lmdm_cli_env_t env;
+    if (lmdm_cli_env_open(&env, o.config, LMDM_CLI_DB, "audit") != 0) {
+        lmdm_cli_env_close(&env);
         return 1;
     }
     char err[1024];
@@ -248,7 +207,7 @@ static int cmd_export(int argc, char **argv)
         snprintf(err, sizeof err, "cannot write the export");
     }
     if (r != 0) fprintf(stderr, "lmdm audit export: %s\n", err);
-    env_close(&env);
+    lmdm_cli_env_close(&env);
     return r == 0 ? 0 : 1;
 }
 
@@ -257,9 +216,9 @@ static int cmd_key(int argc, char **argv)
     audit_opts_t o;
     int rv = audit_opts(argc, argv, &o);
     if (rv) return rv > 0 ? 0 : 2;
-    audit_env_t env;
-    if (env_open(&env, o.config, 0, 1) != 0) {
-        env_close(&env);
+    lmdm_cli_env_t env;
+    if (lmdm_cli_env_open(&env, o.config, LMDM_CLI_SECRETS, "audit") != 0) {
+        lmdm_cli_env_close(&env);
         return 1;
     }
     if (o.id) {
@@ -271,7 +230,7 @@ static int cmd_key(int argc, char **argv)
         lmdm_ledger_public_b64(&env.sec, b64);
         printf("%s\n", b64);
     }
-    env_close(&env);
+    lmdm_cli_env_close(&env);
     return 0;
 }
 
