@@ -180,3 +180,53 @@ int lmdm_bgdb_backoff(lmdm_bgdb_t *b)
     if (b->reconnect_ms > RECONNECT_MAX_MS) b->reconnect_ms = RECONNECT_MAX_MS;
     return b->reconnect_ms;
 }
+
+void lmdm_bgdb_sleep(lmdm_bgdb_t *b, int ms)
+{
+    for (int slept = 0; slept < ms && !stopping(b); slept += STOP_SLICE_MS)
+        poll(NULL, 0, ms - slept < STOP_SLICE_MS ? ms - slept : STOP_SLICE_MS);
+}
+
+#define LOCK_RETRY_MS 3000
+
+void lmdm_bgloop_run(const lmdm_bgloop_t *l)
+{
+    lmdm_bgdb_t *b = l->db;
+    int locked = 0, standby_logged = 0;
+    while (!stopping(b)) {
+        if (!b->conn && lmdm_bgdb_connect(b) != 0) {
+            lmdm_bgdb_sleep(b, lmdm_bgdb_backoff(b));
+            continue;
+        }
+        if (!locked) {
+            int got = lmdm_bgdb_take_lock(b, l->lock_key, l->channel);
+            if (got < 0) lmdm_bgdb_drop(b);
+            if (got == 0) {
+                if (!standby_logged) lmdm_info("%s: another broker instance %s; standing by", b->who, l->role);
+                standby_logged = 1;
+                lmdm_bgdb_sleep(b, LOCK_RETRY_MS);
+            }
+            if (got == 1) {
+                locked = 1;
+                standby_logged = 0;
+                if (l->on_lead) l->on_lead(l->ctx);
+            }
+            continue;
+        }
+        int more = l->turn(l->ctx);
+        if (more >= 0 && lmdm_bgdb_notifies(b) < 0) more = -1;
+        if (more == 0) {
+            /* Nothing to do: wait for a NOTIFY, or the poll interval. */
+            uint64_t deadline = lmdm_now_ns() + (uint64_t)l->poll_ms * 1000000u;
+            lmdm_bgdb_wait_fd(b, PQsocket(b->conn), POLLIN, deadline);
+            if (lmdm_bgdb_notifies(b) < 0) more = -1;
+        }
+        if (more < 0) {
+            if (!stopping(b)) lmdm_warn("%s: database connection dropped; reconnecting", b->who);
+            lmdm_bgdb_drop(b);
+            locked = 0;
+            lmdm_bgdb_sleep(b, lmdm_bgdb_backoff(b));
+        }
+    }
+    lmdm_bgdb_drop(b);
+}

@@ -27,7 +27,6 @@
 #include "lmdm/log.h"
 
 #define POLL_MS 1000
-#define LOCK_RETRY_MS 3000
 #define BATCH 500
 
 /* How the sealing steps reach the database: the thread's interruptible
@@ -55,7 +54,6 @@ struct lmdm_ledger_sealer {
     atomic_int stop;
     char *conninfo;
     lmdm_bgdb_t db;
-    int locked, standby_logged;
     keys_t keys;
     lmdm_ledger_seal_stats_t stats;
     pthread_mutex_t mu; /* guards stats */
@@ -274,17 +272,11 @@ int lmdm_ledger_seal_now(PGconn *pg, const lmdm_secrets_t *secrets, int checkpoi
 
 /* ---- the thread ---- */
 
-static int stopping(lmdm_ledger_sealer_t *s) { return atomic_load(&s->stop); }
-
-static void sleep_ms(lmdm_ledger_sealer_t *s, int ms)
-{
-    for (int slept = 0; slept < ms && !stopping(s); slept += 100) poll(NULL, 0, ms - slept < 100 ? ms - slept : 100);
-}
-
 /* Seal a batch and sign when due: 1 if there may be more, 0 if not, -1 on
  * connection trouble. */
-static int turn(lmdm_ledger_sealer_t *s)
+static int turn(void *arg)
 {
+    lmdm_ledger_sealer_t *s = arg;
     dbx_t d = {.exec = exec_bg, .bg = &s->db};
     int n = seal_batch(&d);
     if (n < 0) return -1;
@@ -299,49 +291,19 @@ static int turn(lmdm_ledger_sealer_t *s)
     return n == BATCH;
 }
 
-static void lost(lmdm_ledger_sealer_t *s)
+static void on_lead(void *arg)
 {
-    if (!stopping(s)) lmdm_warn("ledger: database connection dropped; reconnecting");
-    lmdm_bgdb_drop(&s->db);
-    s->locked = 0;
+    lmdm_ledger_sealer_t *s = arg;
+    lmdm_info("ledger: sealing the audit ledger%s", s->keys.have_key ? "" : " (no secret_key: no checkpoints are signed)");
 }
 
 static void *run(void *arg)
 {
     lmdm_ledger_sealer_t *s = arg;
-    while (!stopping(s)) {
-        if (!s->db.conn && lmdm_bgdb_connect(&s->db) != 0) {
-            sleep_ms(s, lmdm_bgdb_backoff(&s->db));
-            continue;
-        }
-        if (!s->locked) {
-            int got = lmdm_bgdb_take_lock(&s->db, LMDM_LEDGER_LOCK_KEY, "lmdm_ledger");
-            if (got < 0) lmdm_bgdb_drop(&s->db);
-            if (got == 0) {
-                if (!s->standby_logged) lmdm_info("ledger: another broker instance seals the audit ledger; standing by");
-                s->standby_logged = 1;
-                sleep_ms(s, LOCK_RETRY_MS);
-            }
-            if (got == 1) {
-                s->locked = 1;
-                s->standby_logged = 0;
-                lmdm_info("ledger: sealing the audit ledger%s",
-                          s->keys.have_key ? "" : " (no secret_key: no checkpoints are signed)");
-            }
-            continue;
-        }
-        int more = turn(s);
-        if (more < 0 || lmdm_bgdb_notifies(&s->db) < 0) {
-            lost(s);
-            sleep_ms(s, lmdm_bgdb_backoff(&s->db));
-            continue;
-        }
-        if (more) continue;
-        uint64_t deadline = lmdm_now_ns() + (uint64_t)POLL_MS * 1000000u;
-        lmdm_bgdb_wait_fd(&s->db, PQsocket(s->db.conn), POLLIN, deadline);
-        if (lmdm_bgdb_notifies(&s->db) < 0) lost(s);
-    }
-    lmdm_bgdb_drop(&s->db);
+    lmdm_bgloop_t loop = {.db = &s->db, .lock_key = LMDM_LEDGER_LOCK_KEY, .channel = "lmdm_ledger",
+                          .role = "seals the audit ledger", .poll_ms = POLL_MS, .turn = turn, .on_lead = on_lead,
+                          .ctx = s};
+    lmdm_bgloop_run(&loop);
     return NULL;
 }
 

@@ -36,7 +36,6 @@
 #include "lmdm/rules_profile.h"
 
 #define POLL_MS 1000
-#define LOCK_RETRY_MS 3000
 #define BATCH 200
 
 struct lmdm_rules_applier {
@@ -44,18 +43,11 @@ struct lmdm_rules_applier {
     atomic_int stop;
     char *conninfo;
     lmdm_bgdb_t db;
-    int locked;
-    int standby_logged;
     lmdm_rules_stats_t stats;
     pthread_mutex_t mu; /* guards stats */
 };
 
 static int stopping(lmdm_rules_applier_t *a) { return atomic_load(&a->stop); }
-
-static void sleep_ms(lmdm_rules_applier_t *a, int ms)
-{
-    for (int slept = 0; slept < ms && !stopping(a); slept += 100) poll(NULL, 0, ms - slept < 100 ? ms - slept : 100);
-}
 
 /* ---- commands the broker sends ---- */
 
@@ -271,8 +263,9 @@ static int evaluate_device(lmdm_rules_applier_t *a, int64_t device, int macos)
 
 /* Work through dirty devices; 1 if there may be more, 0 if none, -1 on
  * connection trouble. */
-static int turn(lmdm_rules_applier_t *a)
+static int turn(void *arg)
 {
+    lmdm_rules_applier_t *a = arg;
     static const char pick[] =
         "SELECT id, coalesce(info ->> 'ProductName', info ->> 'Model', '') ~* '^(mac|imac)', rules_dirty, "
         "security_dirty FROM devices WHERE rules_dirty OR security_dirty ORDER BY id LIMIT 200";
@@ -290,47 +283,19 @@ static int turn(lmdm_rules_applier_t *a)
     return rc;
 }
 
+static void on_lead(void *arg)
+{
+    (void)arg;
+    lmdm_info("rules: applying device-wide rules");
+}
+
 static void *run(void *arg)
 {
     lmdm_rules_applier_t *a = arg;
-    while (!stopping(a)) {
-        if (!a->db.conn && lmdm_bgdb_connect(&a->db) != 0) {
-            sleep_ms(a, lmdm_bgdb_backoff(&a->db));
-            continue;
-        }
-        if (!a->locked) {
-            int got = lmdm_bgdb_take_lock(&a->db, LMDM_RULES_LOCK_KEY, "lmdm_rules");
-            if (got < 0) lmdm_bgdb_drop(&a->db);
-            if (got == 0) {
-                if (!a->standby_logged) lmdm_info("rules: another broker instance applies device-wide rules; standing by");
-                a->standby_logged = 1;
-                sleep_ms(a, LOCK_RETRY_MS);
-            }
-            if (got == 1) {
-                a->locked = 1;
-                a->standby_logged = 0;
-                lmdm_info("rules: applying device-wide rules");
-            }
-            continue;
-        }
-        int more = turn(a);
-        if (more < 0 || lmdm_bgdb_notifies(&a->db) < 0) {
-            if (!stopping(a)) lmdm_warn("rules: database connection dropped; reconnecting");
-            lmdm_bgdb_drop(&a->db);
-            a->locked = 0;
-            sleep_ms(a, lmdm_bgdb_backoff(&a->db));
-            continue;
-        }
-        if (more) continue;
-        /* Nothing dirty: wait for a NOTIFY (or the poll interval). */
-        uint64_t deadline = lmdm_now_ns() + (uint64_t)POLL_MS * 1000000u;
-        lmdm_bgdb_wait_fd(&a->db, PQsocket(a->db.conn), POLLIN, deadline);
-        if (lmdm_bgdb_notifies(&a->db) < 0) {
-            lmdm_bgdb_drop(&a->db);
-            a->locked = 0;
-        }
-    }
-    lmdm_bgdb_drop(&a->db);
+    lmdm_bgloop_t loop = {.db = &a->db, .lock_key = LMDM_RULES_LOCK_KEY, .channel = "lmdm_rules",
+                          .role = "applies device-wide rules", .poll_ms = POLL_MS, .turn = turn, .on_lead = on_lead,
+                          .ctx = a};
+    lmdm_bgloop_run(&loop);
     return NULL;
 }
 

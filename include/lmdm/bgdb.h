@@ -56,4 +56,26 @@ int lmdm_bgdb_notifies(lmdm_bgdb_t *b);
 /** Double the reconnect backoff (250 ms .. 5 s) and return it. */
 int lmdm_bgdb_backoff(lmdm_bgdb_t *b);
 
+/** Sleep up to ms, waking early when stopping. */
+void lmdm_bgdb_sleep(lmdm_bgdb_t *b, int ms);
+
+/** The loop of a background worker that one broker instance runs at a time:
+ * (re)connect with backoff, take the advisory lock `lock_key` (or stand by,
+ * asking again every 3 s), LISTEN `channel`; then call turn() until it says
+ * there is nothing more (0), and wait for a NOTIFY or poll_ms. turn()
+ * returning -1 drops the connection (and the lock) and starts over. Returns
+ * when *db.stop is set. */
+typedef struct lmdm_bgloop {
+    lmdm_bgdb_t *db;
+    long long lock_key;
+    const char *channel;
+    const char *role;            /* for the logs: "seals the audit ledger" */
+    int poll_ms;
+    int (*turn)(void *ctx);      /* 1: call again at once, 0: idle, -1: connection trouble */
+    void (*on_lead)(void *ctx);  /* the lock was taken (may be NULL) */
+    void *ctx;
+} lmdm_bgloop_t;
+
+void lmdm_bgloop_run(const lmdm_bgloop_t *l);
+
 #endif
