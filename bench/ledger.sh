@@ -40,9 +40,4 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 
-bench_build ledger_bench
-BIN=$BUILD/bench/ledger_bench
-bench_check_build "$BIN"
-PIN_CMD=()
-if [ "$PIN" -eq 1 ] && command -v taskset >/dev/null 2>&1; then PIN_CMD=(taskset -c 0); fi
-"${PIN_CMD[@]}" "$BIN" --entries "$ENTRIES" --rounds "$ROUNDS"
+bench_inproc ledger_bench --entries "$ENTRIES" --rounds "$ROUNDS"

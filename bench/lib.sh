@@ -341,3 +341,18 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system, in clock
 cpu_pct() { # cpu_pct TICKS NANOSECONDS: CPU use, 100 per fully busy thread
     awk -v c="$1" -v hz="$(getconf CLK_TCK)" -v ns="$2" 'BEGIN { printf "%.0f", 100 * c / hz / (ns / 1e9) }'
 }
+
+# bench_inproc TARGET ARGS...: build the in-process benchmark TARGET (unless
+# --no-build), then run it with ARGS, pinned to the first CPU unless --no-pin.
+bench_inproc() {
+    local target=$1 bin
+    shift
+    bench_build "$target"
+    bin=$BUILD/bench/$target
+    bench_check_build "$bin"
+    if [ "$PIN" -eq 1 ] && command -v taskset >/dev/null 2>&1; then
+        taskset -c 0 "$bin" "$@"
+    else
+        "$bin" "$@"
+    fi
+}

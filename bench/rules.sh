@@ -39,9 +39,4 @@ while [ "$#" -gt 0 ]; do
     shift
 done
 
-bench_build rules_bench
-BIN=$BUILD/bench/rules_bench
-bench_check_build "$BIN"
-PIN_CMD=()
-if [ "$PIN" -eq 1 ] && command -v taskset >/dev/null 2>&1; then PIN_CMD=(taskset -c 0); fi
-"${PIN_CMD[@]}" "$BIN" --seconds "$SECONDS_PER"
+bench_inproc rules_bench --seconds "$SECONDS_PER"
