@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lmdm/app.h"
 #include "lmdm/db.h"
@@ -677,7 +678,11 @@ static int parse_command(lmdm_tenant_ctx_t *t)
         if (*c >= 'a' && *c <= 'f') *c = (char)(*c - 'a' + 'A');
     char ns[32];
     lmdm_tenant_profile_ns(t->tenant_id, ns);
-    if (lmdm_tenant_command_parse(lmdm_http_req_header(req, "content-type"), req->body, req->body_len,
+    /* NanoMDM's enqueue takes the raw plist whatever the Content-Type says
+     * (curl --data-binary sends a form type). */
+    const char *ct = lmdm_http_req_header(req, "content-type");
+    if (t->raw_plist && (!ct || strncasecmp(ct, "application/json", 16) != 0)) ct = "application/xml";
+    if (lmdm_tenant_command_parse(ct, req->body, req->body_len,
                                   t->broker_uuid, ns, req->arena, &t->cmd, err, sizeof(err)) != 0) {
         t->out_status = strcmp(t->cmd.error_code, "unsupported_media_type") == 0 ? 415 : 400;
         t->out_body = error_body(t->cmd.error_code, err);
@@ -755,6 +760,7 @@ static void nano_enqueue(lmdm_tenant_ctx_t *t)
 {
     lmdm_http_req_t *req = t->req;
     t->no_push = lmdm_tenant_query_param(req, "nopush") != NULL;
+    t->raw_plist = 1;
     char *ids = lmdm_arena_strdup(req->arena, req->params[0]);
     t->nano_ids = lmdm_arena_alloc(req->arena, NANOMDM_MAX_IDS * sizeof(char *));
     t->nano_n = 0;

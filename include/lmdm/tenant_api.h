@@ -29,6 +29,7 @@ typedef struct lmdm_tenant_ctx {
     char api_id[37], broker_uuid[37];
     lmdm_tenant_command_t cmd;
     int no_push;
+    int raw_plist;               /* NanoMDM-style enqueue: the body is a plist whatever its Content-Type */
     const char *pseudonym;       /* the enrollment a command is for */
     lmdm_policy_verdict_t verdict;
     void (*finish)(struct lmdm_tenant_ctx *); /* gets out_status/out_body */

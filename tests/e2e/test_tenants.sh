@@ -129,6 +129,20 @@ case "$(jq -r .result <<<"$r")" in *"$UDID"*) fail "UDID in the API result" ;; *
 list=$(body "$(api GET "/v1/enrollments/$EA/commands" "$KA")")
 expect_eq "$(jq -r '[.commands[].command_uuid] | join(",")' <<<"$list")" "A-2,A-1" "A's history, newest first, only A's"
 
+# ---- a NanoMDM-style client: raw plist, several ids, ?nopush ------------------------------------------
+NANO_PLIST='<?xml version="1.0" encoding="UTF-8"?>
+<plist version="1.0"><dict><key>CommandUUID</key><string>A-nano</string><key>Command</key><dict><key>RequestType</key><string>ManagedApplicationList</string></dict></dict></plist>'
+r=$(curl -s --cacert "$CA" -X PUT -u "nanomdm:$KA" -w '\nHTTP %{http_code}' --data-binary "$NANO_PLIST" \
+  "$TLS_URL/v1/enqueue/$EA,$EB?nopush")
+expect_eq "$(status "$r")" 200 "NanoMDM-style enqueue with Basic auth"
+expect_eq "$(body "$r" | jq -r '.command_uuid + " " + .request_type + " " + (.no_push|tostring)')" "A-nano ManagedApplicationList true" \
+  "answers like NanoMDM"
+expect_eq "$(body "$r" | jq -r ".status[\"$EA\"].command_id | length")" 36 "queued for its own enrollment"
+expect_eq "$(body "$r" | jq -r ".status[\"$EB\"].enqueue_error")" "not_found" "another tenant's enrollment: not found"
+expect_eq "$(psqlq "SELECT no_push FROM commands WHERE tenant_command_uuid = 'A-nano'")" "t" "queued without a push"
+"$SIM" run --dir "$T/dev" --cacert "$CA" >/dev/null
+wait_for 10 sink_has "$T/a.events" '"command_uuid":"A-nano"' 1 && pass "its result reaches A" || fail "no A-nano result"
+
 # ---- what never reaches the device ----------------------------------------------------------------
 before=$(psqlq "SELECT count(*) FROM commands")
 blocks=$(psqlq "SELECT count(*) FROM decisions WHERE tenant_id = $TB AND decision = 'block'")
