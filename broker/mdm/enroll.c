@@ -625,8 +625,8 @@ void lmdm_enroll_handle(lmdm_http_req_t *req)
         OPENSSL_cleanse(token, sizeof(token));
         /* Configuration problems: the operator has to act, the client cannot. */
         lmdm_error("conn=%llu: enrollment profile: %s", (unsigned long long)req->conn_id, err);
+        lmdm_buf_free(&x->profile); /* x lives in the request's arena: free before answering */
         lmdm_http_respond_error(req, 500, "enroll_failed", "the enrollment profile could not be built");
-        lmdm_buf_free(&x->profile);
         return;
     }
     if (!with_owner) {
