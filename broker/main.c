@@ -276,7 +276,7 @@ static int cmd_serve(int argc, char **argv)
     } else {
         lmdm_warn("no secret_key: the audit ledger is recorded but not sealed or signed");
     }
-    lmdm_rules_applier_t *rules = lmdm_rules_applier_start(cfg.database_url, err, sizeof(err));
+    lmdm_rules_applier_t *rules = lmdm_rules_applier_start(cfg.database_url, cfg.compliance_interval_s, err, sizeof(err));
     if (!rules) lmdm_error("%s (device-wide rules are not applied)", err);
     rv = lmdm_server_run(srv);
     lmdm_rules_applier_stop(rules);

@@ -251,3 +251,38 @@ BEGIN
     END LOOP;
     RETURN code;
 END $$;
+
+-- A broker command plist without arguments (SecurityInfo).
+CREATE FUNCTION plist_command0(p_uuid uuid, p_type text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT '<?xml version="1.0" encoding="UTF-8"?>' || chr(10)
+        || '<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">' || chr(10)
+        || '<plist version="1.0"><dict><key>Command</key><dict><key>RequestType</key><string>'
+        || plist_escape(p_type) || '</string></dict><key>CommandUUID</key><string>'
+        || upper(p_uuid::text) || '</string></dict></plist>' || chr(10)
+$$;
+
+-- Compliance stays current: devices under the broker's rules whose last
+-- SecurityInfo answer is older than p_max_age_s (and none is pending) are
+-- asked again. Returns how many were asked.
+CREATE FUNCTION security_refresh(p_max_age_s integer, p_limit integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    d record;
+    u uuid;
+    n integer := 0;
+BEGIN
+    FOR d IN SELECT dv.id, ch.id AS channel_id
+               FROM devices dv JOIN channels ch ON ch.device_id = dv.id AND ch.user_key = ''
+              WHERE dv.state = 'enrolled' AND dv.rules_hash IS NOT NULL AND NOT dv.rules_dirty
+                AND (dv.security_at IS NULL OR dv.security_at < now() - make_interval(secs => p_max_age_s))
+                AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.channel_id = ch.id AND c.tenant_id = 0
+                                   AND c.request_type = 'SecurityInfo' AND c.state IN ('queued', 'sent', 'notnow'))
+              ORDER BY dv.security_at NULLS FIRST, dv.id
+              LIMIT p_limit LOOP
+        u := gen_random_uuid();
+        INSERT INTO commands (channel_id, tenant_id, command_uuid, request_type, payload)
+        VALUES (d.channel_id, 0, u, 'SecurityInfo', plist_command0(u, 'SecurityInfo'));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;

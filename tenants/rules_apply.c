@@ -44,6 +44,8 @@ struct lmdm_rules_applier {
     char *conninfo;
     lmdm_bgdb_t db;
     lmdm_rules_stats_t stats;
+    int compliance_interval_s;
+    uint64_t next_refresh_ns;
     pthread_mutex_t mu; /* guards stats */
 };
 
@@ -261,6 +263,31 @@ static int evaluate_device(lmdm_rules_applier_t *a, int64_t device, int macos)
 
 /* ---- the loop ---- */
 
+/* When idle, at most once a minute: ask devices whose compliance is older than
+ * the interval again. 0, or -1 on connection trouble. */
+static int refresh(lmdm_rules_applier_t *a)
+{
+    uint64_t now = lmdm_now_ns();
+    if (now < a->next_refresh_ns) return 0;
+    int every = a->compliance_interval_s < 60 ? a->compliance_interval_s : 60;
+    a->next_refresh_ns = now + (uint64_t)every * 1000000000u;
+    char age[24];
+    snprintf(age, sizeof age, "%d", a->compliance_interval_s);
+    const char *v[] = {age, "500"};
+    PGresult *r = lmdm_bgdb_expect_prepared(&a->db, "security_refresh", "ra_refresh",
+                                            "SELECT security_refresh($1::integer, $2::integer)", 2, v, PGRES_TUPLES_OK);
+    if (!r) return -1;
+    int n = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (n > 0) {
+        pthread_mutex_lock(&a->mu);
+        a->stats.refreshes += (uint64_t)n;
+        pthread_mutex_unlock(&a->mu);
+        lmdm_info("rules: asked %d device(s) again whether they comply", n);
+    }
+    return 0;
+}
+
 /* Work through dirty devices; 1 if there may be more, 0 if none, -1 on
  * connection trouble. */
 static int turn(void *arg)
@@ -280,6 +307,7 @@ static int turn(void *arg)
         if (rc < 0) break;
     }
     PQclear(r);
+    if (rc == 0) rc = refresh(a);
     return rc;
 }
 
@@ -299,12 +327,14 @@ static void *run(void *arg)
     return NULL;
 }
 
-lmdm_rules_applier_t *lmdm_rules_applier_start(const char *conninfo, char *err, size_t errlen)
+lmdm_rules_applier_t *lmdm_rules_applier_start(const char *conninfo, int compliance_interval_s, char *err,
+                                               size_t errlen)
 {
     lmdm_rules_applier_t *a = lmdm_xcalloc(1, sizeof *a);
     atomic_init(&a->stop, 0);
     pthread_mutex_init(&a->mu, NULL);
     a->conninfo = lmdm_xstrdup(conninfo ? conninfo : "");
+    a->compliance_interval_s = compliance_interval_s > 0 ? compliance_interval_s : 24 * 3600;
     a->db = (lmdm_bgdb_t){.conninfo = a->conninfo, .who = "rules", .stop = &a->stop};
     int rv = pthread_create(&a->thread, NULL, run, a);
     if (rv != 0) {

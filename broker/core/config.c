@@ -184,6 +184,8 @@ static const cfg_key_t keys[] = {
      .help = "how long an invitation stays valid unless the tenant asks for less"},
     {.name = "webhook_timeout", MSEC(webhook_timeout_ms), .def = 10 * MS_S, .min = 100, .max = 2 * MS_M,
      .help = "one webhook delivery attempt (connect + answer)"},
+    {.name = "compliance_interval", SECS(compliance_interval_s), .def = 24 * 3600, .min = 1, .max = 30 * 24 * 3600,
+     .help = "how often a device under the broker's device-wide rules is asked again whether it complies"},
     {.name = "webhook_backoff_max", SECS(webhook_backoff_max_s), .def = 600, .min = 1, .max = 24 * 3600,
      .help = "longest wait between two delivery attempts (backoff starts at 1 s and doubles)"},
     /* audit ledger */

@@ -67,6 +67,7 @@ typedef struct lmdm_config {
     int invitation_ttl_s;    /* default lifetime of an invitation */
     int webhook_timeout_ms;  /* one webhook delivery attempt */
     int webhook_backoff_max_s; /* longest wait between two attempts */
+    int compliance_interval_s; /* re-ask a device under the broker's rules for SecurityInfo this often */
     /* audit ledger */
     int ledger_checkpoint_entries;    /* sign the chain head at least every this many entries */
     int ledger_checkpoint_interval_s; /* ... and at most this long after an entry was sealed */

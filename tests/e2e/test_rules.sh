@@ -10,7 +10,7 @@
 
 SIM="$LMDM_BUILD/tests/sim/lmdm-sim"
 [ -x "$SIM" ] || { echo "missing $SIM"; exit 1; }
-e2e_start_full "mdm_max_body = 256k"
+e2e_start_full "mdm_max_body = 256k" "compliance_interval = 2s"
 
 put_rule() { api PUT "/v1/rules/$2" "$1" -H 'Content-Type: application/json' -d "$3"; }
 broker_cmds() { psqlq "SELECT count(*) FROM commands WHERE tenant_id = 0 AND request_type IN ('InstallProfile', 'RemoveProfile')"; }
@@ -70,6 +70,14 @@ case "$(jq -r .requirements.passcode.state <<<"$c")" in met | unmet) pass "compl
   *) fail "compliance: $c" ;; esac
 [ "$(jq -r .checked_at <<<"$c")" != null ] && pass "with the time of the check" || fail "no checked_at"
 expect_eq "$(status "$(api GET "/v1/enrollments/$EB/compliance" "$KA")")" 404 "another tenant's compliance -> 404"
+
+# Compliance stays current: after compliance_interval the device is asked again.
+sec_count() { psqlq "SELECT count(*) FROM commands WHERE tenant_id = 0 AND request_type = 'SecurityInfo'"; }
+n_sec=$(sec_count)
+asked_again() { [ "$(sec_count)" -gt "$n_sec" ]; }
+wait_for 10 asked_again &&
+  pass "the device is asked again whether it complies" || fail "no SecurityInfo refresh"
+"$SIM" run --dir "$T/dev" --cacert "$CA" >/dev/null
 
 owner=$(curl -s --cacert "$CA" -b "$T/jar" "$TLS_URL/owner")
 expect_contains "$owner" "at least 8 characters" "the owner page shows the rule in force"

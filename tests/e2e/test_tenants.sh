@@ -171,7 +171,8 @@ for i in 2 3 4; do
   post_json "$KB" "/v1/enrollments/$EB/commands" "{\"CommandUUID\":\"B-$i\",\"Command\":{\"RequestType\":\"ManagedApplicationList\"}}" >/dev/null
 done
 "$SIM" run --dir "$T/dev" --cacert "$CA" >/dev/null
-wait_for 10 test "$(psqlq "SELECT count(*) FROM outbox WHERE tenant_id = $TB AND delivered_at IS NULL AND attempts > 0")" -ge 1 &&
+failed_attempts() { [ "$(psqlq "SELECT count(*) FROM outbox WHERE tenant_id = $TB AND delivered_at IS NULL AND attempts > 0")" -ge 1 ]; }
+wait_for 10 failed_attempts &&
   pass "deliveries to the dead receiver fail and are kept" || fail "no failed attempt recorded"
 sleep 2
 "$SINK" --port "$PB" --pubkey "$PK" --out "$T/b.events" >"$T/b2.sink.log" 2>&1 &

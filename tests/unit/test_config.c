@@ -624,7 +624,7 @@ static const char *const all_keys[] = {
     "enroll_identity", "scep_url", "scep_challenge", "scep_key_size", "enroll_org", "mdm_max_body",
     "apns_url", "apns_topic", "apns_auth", "apns_key_file", "apns_key_id", "apns_team_id",
     "apns_cert", "apns_cert_key", "apns_ca_file", "secret_key", "tenant_rate", "tenant_burst",
-    "invitation_ttl", "webhook_timeout", "webhook_backoff_max",
+    "invitation_ttl", "webhook_timeout", "webhook_backoff_max", "compliance_interval",
     "ledger_checkpoint_entries", "ledger_checkpoint_interval",
 };
 
