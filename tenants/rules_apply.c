@@ -10,7 +10,12 @@
  *     (rules_inputs), merge them (policy/rules.c), build the profile, and let
  *     rules_apply() queue InstallProfile (or RemoveProfile when nothing is
  *     required any more) plus a SecurityInfo, only when the profile's content
- *     hash changed;
+ *     hash changed. A device with declarative management for the passcode
+ *     (lmdm_rules_declaration_capable: iOS 16.2 or later) gets the passcode
+ *     (and, on iOS, encryption, which is a passcode) as a declaration instead
+ *     of in the profile: rules_apply_all() stores it and queues
+ *     DeclarativeManagement when its ServerToken changed; the
+ *     DeclarativeManagement check-in serves it (broker/mdm/mdm_endpoints.c);
  *   - for devices marked security_dirty (the broker's SecurityInfo was
  *     answered): judge each active tenant's requirements met / unmet and store
  *     them (compliance_store: an event for each tenant whose state changed);
@@ -124,7 +129,54 @@ static void collect(const PGresult *r, inputs_t *in, int64_t device)
     }
 }
 
-static int apply_device(lmdm_rules_applier_t *a, int64_t device, int macos)
+/* Queue what the merge asks for: rules_apply() (0005) for the profile, or on
+ * a declaration device rules_apply_all() (0007), which also stores the
+ * passcode declaration and queues DeclarativeManagement when it changed. */
+static PGresult *store_merge(lmdm_rules_applier_t *a, const char *id, int empty, const char *hash,
+                             const lmdm_buf_t *profile, const char *merged, int ddm, const char *token,
+                             const char *declaration)
+{
+    char u1[37], u2[37], u3[37], u4[37];
+    if (lmdm_uuid_v4(u1) || lmdm_uuid_v4(u2) || lmdm_uuid_v4(u3) || lmdm_uuid_v4(u4)) return NULL;
+    upper(u1);
+    upper(u2);
+    upper(u3);
+    upper(u4);
+    char *install = empty ? NULL : command_xml(u1, "InstallProfile", "Payload", NULL, profile);
+    char *remove = command_xml(u2, "RemoveProfile", "Identifier", LMDM_RULES_PROFILE_ID, NULL);
+    char *security = command_xml(u3, "SecurityInfo", NULL, NULL, NULL);
+    char *sync = ddm ? command_xml(u4, "DeclarativeManagement", NULL, NULL, NULL) : NULL;
+    const char *v[] = {id, empty ? NULL : hash, merged, u1, install, u2, remove, u3, security,
+                       token, declaration, u4, sync};
+    PGresult *res =
+        ddm ? lmdm_bgdb_expect_prepared(&a->db, "rules_apply_all", "ra_apply_all",
+                                        "SELECT rules_apply_all($1, $2, $3::jsonb, $4::uuid, $5, $6::uuid, $7, "
+                                        "$8::uuid, $9, $10, $11, $12::uuid, $13)",
+                                        13, v, PGRES_TUPLES_OK)
+            : lmdm_bgdb_expect_prepared(&a->db, "rules_apply", "ra_apply",
+                                        "SELECT rules_apply($1, $2, $3::jsonb, $4::uuid, $5, $6::uuid, $7, $8::uuid, $9)",
+                                        9, v, PGRES_TUPLES_OK);
+    free(install);
+    free(remove);
+    free(security);
+    free(sync);
+    return res;
+}
+
+static void count_result(lmdm_rules_applier_t *a, int64_t device, const char *what, size_t tenants)
+{
+    pthread_mutex_lock(&a->mu);
+    a->stats.merges++;
+    if (strncmp(what, "installed", 9) == 0) a->stats.installs++;
+    if (strncmp(what, "removed", 7) == 0) a->stats.removals++;
+    pthread_mutex_unlock(&a->mu);
+    if (strcmp(what, "unchanged") != 0)
+        lmdm_info("rules: device %lld: %s (%zu tenant(s) with rules)", (long long)device, what, tenants);
+}
+
+/* ddm: the device takes the passcode as a declaration
+ * (lmdm_rules_declaration_capable), so the profile goes without it. */
+static int apply_device(lmdm_rules_applier_t *a, int64_t device, int macos, int ddm)
 {
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)device);
@@ -134,46 +186,34 @@ static int apply_device(lmdm_rules_applier_t *a, int64_t device, int macos)
                                    PGRES_TUPLES_OK);
     if (!r) return -1;
     static inputs_t in; /* one thread: large, so not on the stack */
-    static lmdm_merged_t m;
+    static lmdm_merged_t m, profiled;
     collect(r, &in, device);
     lmdm_rules_merge(in.rules, in.n, &m);
-    lmdm_buf_t profile = {0};
-    char hash[65] = "";
-    int empty = lmdm_rules_profile(&m, macos, &profile, hash);
+    if (ddm)
+        lmdm_rules_without_declared(&m, &profiled);
+    else
+        profiled = m;
+    lmdm_buf_t profile = {0}, decl = {0};
+    char hash[65] = "", token[65] = "";
+    int empty = lmdm_rules_profile(&profiled, macos, &profile, hash);
+    int no_decl = ddm ? lmdm_rules_declaration(&m, &decl, token) : 1;
+    int rc = -1;
+    if (empty < 0 || no_decl < 0) goto out;
+    lmdm_buf_append(&decl, "", 1); /* a C string for libpq */
     json_t *prov = lmdm_merged_to_json(&m, in.name, in.n);
     char *merged = json_dumps(prov, JSON_COMPACT);
     json_decref(prov);
-    char u1[37], u2[37], u3[37];
-    int rc = -1;
-    if (lmdm_uuid_v4(u1) || lmdm_uuid_v4(u2) || lmdm_uuid_v4(u3)) goto out;
-    upper(u1);
-    upper(u2);
-    upper(u3);
-    char *install = empty ? NULL : command_xml(u1, "InstallProfile", "Payload", NULL, &profile);
-    char *remove = command_xml(u2, "RemoveProfile", "Identifier", LMDM_RULES_PROFILE_ID, NULL);
-    char *security = command_xml(u3, "SecurityInfo", NULL, NULL, NULL);
-    const char *v[] = {id, empty ? NULL : hash, merged, u1, install, u2, remove, u3, security};
-    PGresult *res = lmdm_bgdb_expect_prepared(&a->db, "rules_apply", "ra_apply",
-                                     "SELECT rules_apply($1, $2, $3::jsonb, $4::uuid, $5, $6::uuid, $7, $8::uuid, $9)",
-                                     9, v, PGRES_TUPLES_OK);
-    free(install);
-    free(remove);
-    free(security);
+    PGresult *res = store_merge(a, id, empty, hash, &profile, merged, ddm, no_decl ? NULL : token,
+                                no_decl ? NULL : (const char *)decl.data);
+    free(merged);
     if (res) {
-        const char *what = PQgetvalue(res, 0, 0);
-        pthread_mutex_lock(&a->mu);
-        a->stats.merges++;
-        if (strcmp(what, "installed") == 0) a->stats.installs++;
-        if (strcmp(what, "removed") == 0) a->stats.removals++;
-        pthread_mutex_unlock(&a->mu);
-        if (strcmp(what, "unchanged") != 0)
-            lmdm_info("rules: device %lld: %s (%zu tenant(s) with rules)", (long long)device, what, in.n);
+        count_result(a, device, PQgetvalue(res, 0, 0), in.n);
         PQclear(res);
         rc = 0;
     }
 out:
-    free(merged);
     lmdm_buf_free(&profile);
+    lmdm_buf_free(&decl);
     inputs_free(&in);
     PQclear(r);
     return rc;
@@ -193,7 +233,7 @@ static int sec_bool(plist_t info, const char *key)
 
 static const char *state(int ok) { return ok < 0 ? "unknown" : ok ? "met" : "unmet"; }
 
-static int evaluate_device(lmdm_rules_applier_t *a, int64_t device, int macos)
+static int evaluate_device(lmdm_rules_applier_t *a, int64_t device, int macos, int ddm)
 {
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)device);
@@ -223,10 +263,13 @@ static int evaluate_device(lmdm_rules_applier_t *a, int64_t device, int macos)
         plist_free(root);
     }
     /* Each requirement, judged from what the device said. The broker's
-     * profile is the strictest merge, so a device compliant with it is
-     * compliant with every tenant's own rule. */
-    int passcode = with_profiles < 0 || compliant < 0 ? -1 : installed && with_profiles && compliant;
-    int encryption = macos ? fde : (present < 0 ? -1 : installed && present);
+     * profile (or declaration) is the strictest merge, so a device compliant
+     * with it is compliant with every tenant's own rule. On a declaration
+     * device the passcode is not in the profile: PasscodeCompliant covers
+     * declarations, PasscodeCompliantWithProfiles does not. */
+    int passcode = ddm ? compliant
+                   : with_profiles < 0 || compliant < 0 ? -1 : installed && with_profiles && compliant;
+    int encryption = macos ? fde : (present < 0 ? -1 : (installed || ddm) && present);
     int profile_state = PQntuples(s) == 1 ? installed : -1;
     json_t *sec = json_pack("{s:o,s:o,s:o,s:o,s:b}", "PasscodePresent", present < 0 ? json_null() : json_boolean(present),
                             "PasscodeCompliant", compliant < 0 ? json_null() : json_boolean(compliant),
@@ -295,15 +338,16 @@ static int turn(void *arg)
     lmdm_rules_applier_t *a = arg;
     static const char pick[] =
         "SELECT id, coalesce(info ->> 'ProductName', info ->> 'Model', '') ~* '^(mac|imac)', rules_dirty, "
-        "security_dirty FROM devices WHERE rules_dirty OR security_dirty ORDER BY id LIMIT 200";
+        "security_dirty, info ->> 'OSVersion' FROM devices WHERE rules_dirty OR security_dirty ORDER BY id LIMIT 200";
     PGresult *r = lmdm_bgdb_expect_prepared(&a->db, "dirty devices", "ra_pick", pick, 0, NULL, PGRES_TUPLES_OK);
     if (!r) return -1;
     int n = PQntuples(r), rc = n == BATCH;
     for (int i = 0; i < n && !stopping(a); i++) {
         int64_t dev = atoll(PQgetvalue(r, i, 0));
         int macos = strcmp(PQgetvalue(r, i, 1), "t") == 0;
-        if (strcmp(PQgetvalue(r, i, 2), "t") == 0 && apply_device(a, dev, macos) != 0) rc = -1;
-        if (rc >= 0 && strcmp(PQgetvalue(r, i, 3), "t") == 0 && evaluate_device(a, dev, macos) != 0) rc = -1;
+        int ddm = lmdm_rules_declaration_capable(macos, PQgetvalue(r, i, 4));
+        if (strcmp(PQgetvalue(r, i, 2), "t") == 0 && apply_device(a, dev, macos, ddm) != 0) rc = -1;
+        if (rc >= 0 && strcmp(PQgetvalue(r, i, 3), "t") == 0 && evaluate_device(a, dev, macos, ddm) != 0) rc = -1;
         if (rc < 0) break;
     }
     PQclear(r);

@@ -1,10 +1,14 @@
 /* The broker-owned configuration profile that carries the merged
  * device-wide rules to the device (lmdm/rules_profile.h). Deterministic: the
  * same merged result gives the same bytes, so the broker can tell from the
- * hash alone whether the device needs it again. */
+ * hash alone whether the device needs it again. The same holds for the
+ * passcode declaration that replaces the profile's passcode payload on
+ * devices with declarative management. */
+#include <jansson.h>
 #include <openssl/evp.h>
 #include <plist/plist.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lmdm/rules_json.h"
@@ -209,5 +213,90 @@ int lmdm_rules_profile(const lmdm_merged_t *m, int macos, lmdm_buf_t *xml, char 
     if (!out) return LMDM_ERR_NOMEM;
     lmdm_buf_append(xml, out, len);
     plist_to_xml_free(out);
+    return 0;
+}
+
+/* ---- the passcode declaration ---- */
+
+/* "16.2.1" -> 1 if at least major.minor. */
+static int version_at_least(const char *v, long major, long minor)
+{
+    char *end;
+    long ma = strtol(v, &end, 10);
+    if (end == v) return 0;
+    long mi = *end == '.' ? strtol(end + 1, NULL, 10) : 0;
+    return ma > major || (ma == major && mi >= minor);
+}
+
+int lmdm_rules_declaration_capable(int macos, const char *os_version)
+{
+    if (macos || !os_version || !*os_version) return 0;
+    return version_at_least(os_version, 16, 2);
+}
+
+/* What the declaration carries; the profile of a declaration device leaves it out. */
+static int declared(const lmdm_rule_key_t *key)
+{
+    return key->section == LMDM_RULE_SECTION_PASSCODE || key->section == LMDM_RULE_SECTION_ENCRYPTION;
+}
+
+void lmdm_rules_without_declared(const lmdm_merged_t *in, lmdm_merged_t *out)
+{
+    size_t n;
+    const lmdm_rule_key_t *keys = lmdm_rule_keys(&n);
+    *out = *in;
+    for (size_t k = 0; k < n; k++)
+        if (declared(&keys[k])) {
+            out->rules.set &= ~BIT(k);
+            out->drivers[k] = 0;
+        }
+}
+
+/* The declaration's Payload: the merged passcode keys under their
+ * declaration names; encryption.required asks for a passcode. */
+static json_t *declaration_payload(const lmdm_merged_t *m)
+{
+    size_t n;
+    const lmdm_rule_key_t *keys = lmdm_rule_keys(&n);
+    json_t *p = json_object();
+    for (size_t k = 0; k < n; k++) {
+        if (!(m->rules.set & BIT(k)) || keys[k].section != LMDM_RULE_SECTION_PASSCODE || !keys[k].declaration_key)
+            continue;
+        long v = m->rules.value[k];
+        if (keys[k].type == LMDM_RULE_BOOL)
+            json_object_set_new(p, keys[k].declaration_key,
+                                json_boolean(lmdm_rule_declaration_inverted((int)k) ? !v : v != 0));
+        else
+            json_object_set_new(p, keys[k].declaration_key, json_integer(v));
+    }
+    if (encryption_required(m)) json_object_set_new(p, "RequirePasscode", json_true());
+    return p;
+}
+
+int lmdm_rules_declaration(const lmdm_merged_t *m, lmdm_buf_t *json, char token[65])
+{
+    if (!m || !json || !token) return LMDM_ERR_INVALID;
+    token[0] = '\0';
+    json_t *payload = declaration_payload(m);
+    if (json_object_size(payload) == 0) {
+        json_decref(payload);
+        return 1;
+    }
+    char *canon = json_dumps(payload, JSON_COMPACT | JSON_SORT_KEYS);
+    unsigned char md[32];
+    if (!canon || sha256(canon, strlen(canon), md) != 0) {
+        free(canon);
+        json_decref(payload);
+        return LMDM_ERR_NOMEM;
+    }
+    free(canon);
+    hex(md, sizeof(md), token);
+    json_t *decl = json_pack("{s:s,s:s,s:s,s:o}", "Type", "com.apple.configuration.passcode.settings", "Identifier",
+                             LMDM_RULES_DECL_PASSCODE_ID, "ServerToken", token, "Payload", payload);
+    char *out = decl ? json_dumps(decl, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(decl);
+    if (!out) return LMDM_ERR_NOMEM;
+    lmdm_buf_append(json, out, strlen(out));
+    free(out);
     return 0;
 }

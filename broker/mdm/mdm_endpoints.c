@@ -1,4 +1,5 @@
-/* PUT /mdm/checkin and PUT /mdm/connect. */
+/* PUT /mdm/checkin and PUT /mdm/connect; the DeclarativeManagement check-in
+ * serves the broker's declarations (the merged passcode, 0007). */
 #include "lmdm/mdm_endpoints.h"
 
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "lmdm/log.h"
 #include "lmdm/mdm.h"
 #include "lmdm/mdm_auth.h"
+#include "lmdm/rules_profile.h"
 #include "lmdm/seen.h"
 #include "lmdm/server.h"
 
@@ -37,6 +39,8 @@ static const lmdm_db_stmt_t st_bootstrap_set = {
 static const lmdm_db_stmt_t st_bootstrap_get = {
     "mdm_bootstrap_get", "SELECT code, encode(token, 'hex') FROM mdm_bootstrap_get($1, $2)", 2};
 static const lmdm_db_stmt_t st_device_for = {"mdm_device_for", "SELECT p_code FROM mdm_device_for($1, $2)", 2};
+static const lmdm_db_stmt_t st_declarations = {
+    "mdm_declarations", "SELECT code, token, declaration, changed_at FROM mdm_declarations($1, $2)", 2};
 static const lmdm_db_stmt_t st_connect = {
     "mdm_connect", "SELECT code, command_uuid, payload FROM mdm_connect($1, $2, $3, $4, $5::uuid, $6)", 6};
 
@@ -160,22 +164,60 @@ static void bootstrap_get_done(void *arg, int err, PGresult *res)
     plist_free(d);
 }
 
-/* DeclarativeManagement: the broker publishes no declarations yet (the OS
- * update issue adds them); it answers the protocol with an empty, stable set. */
+/* DeclarativeManagement. The broker's declaration set for a device is either
+ * empty (a stable token), or, on a device that takes the merged passcode as a
+ * declaration (tenants/rules_apply.c, migrations/0007_declarations.sql), the
+ * passcode configuration the applier stored plus a simple activation of it.
+ * The activation never changes, so its ServerToken is fixed and the set's
+ * DeclarationsToken is the passcode declaration's ServerToken (a hash of its
+ * content). User channels get the empty set: the passcode is device-wide. */
 #define DDM_TOKEN "lmdm-declarations-0"
+#define DDM_ACTIVATION_TOKEN "lmdm-activation-1"
+#define DDM_PASSCODE_ID LMDM_RULES_DECL_PASSCODE_ID
+#define DDM_ACTIVATION_ID LMDM_RULES_DECL_ACTIVATION_ID
+
+static void respond_json(lmdm_http_req_t *req, json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (!s) {
+        lmdm_http_respond_error(req, 500, "internal", "cannot encode the answer");
+        return;
+    }
+    lmdm_http_respond(req, 200, "application/json", s, strlen(s));
+    free(s);
+}
+
+static json_t *ddm_items(const char *token)
+{
+    json_t *act = json_array(), *conf = json_array();
+    if (token) {
+        json_array_append_new(act, json_pack("{s:s,s:s}", "Identifier", DDM_ACTIVATION_ID, "ServerToken",
+                                             DDM_ACTIVATION_TOKEN));
+        json_array_append_new(conf, json_pack("{s:s,s:s}", "Identifier", DDM_PASSCODE_ID, "ServerToken", token));
+    }
+    return json_pack("{s:{s:o,s:[],s:o,s:[]},s:s}", "Declarations", "Activations", act, "Assets", "Configurations",
+                     conf, "Management", "DeclarationsToken", token ? token : DDM_TOKEN);
+}
+
 static void ddm_done(void *arg, int err, PGresult *res)
 {
     mdm_ctx_t *x = arg;
     if (!proceed(x, err, res, 0)) return;
     const char *ep = x->in.endpoint;
+    int device_channel = !x->in.who.user_key || !*x->in.who.user_key;
+    const char *token = device_channel && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1) : NULL;
     if (strcmp(ep, "tokens") == 0) {
-        static const char body[] = "{\"SyncTokens\":{\"DeclarationsToken\":\"" DDM_TOKEN
-                                   "\",\"Timestamp\":\"2026-01-01T00:00:00Z\"}}";
-        lmdm_http_respond(x->req, 200, "application/json", body, sizeof(body) - 1);
+        respond_json(x->req, json_pack("{s:{s:s,s:s}}", "SyncTokens", "DeclarationsToken", token ? token : DDM_TOKEN,
+                                       "Timestamp", token ? PQgetvalue(res, 0, 3) : "2026-01-01T00:00:00Z"));
     } else if (strcmp(ep, "declaration-items") == 0) {
-        static const char body[] = "{\"Declarations\":{\"Activations\":[],\"Assets\":[],\"Configurations\":[],"
-                                   "\"Management\":[]},\"DeclarationsToken\":\"" DDM_TOKEN "\"}";
-        lmdm_http_respond(x->req, 200, "application/json", body, sizeof(body) - 1);
+        respond_json(x->req, ddm_items(token));
+    } else if (token && strcmp(ep, "declaration/configuration/" DDM_PASSCODE_ID) == 0) {
+        lmdm_http_respond(x->req, 200, "application/json", PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
+    } else if (token && strcmp(ep, "declaration/activation/" DDM_ACTIVATION_ID) == 0) {
+        respond_json(x->req, json_pack("{s:s,s:s,s:s,s:{s:[s]}}", "Type", "com.apple.activation.simple",
+                                       "Identifier", DDM_ACTIVATION_ID, "ServerToken", DDM_ACTIVATION_TOKEN,
+                                       "Payload", "StandardConfigurations", DDM_PASSCODE_ID));
     } else if (strcmp(ep, "status") == 0) {
         lmdm_http_respond(x->req, 200, NULL, NULL, 0);
     } else {
@@ -280,7 +322,7 @@ static void checkin(lmdm_http_req_t *req)
     }
     case LMDM_CHECKIN_DECLARATIVE_MANAGEMENT: {
         const char *p[] = {key, x->fpr};
-        query(x, &st_device_for, p, ddm_done);
+        query(x, &st_declarations, p, ddm_done);
         return;
     }
     case LMDM_CHECKIN_USER_AUTHENTICATE: {

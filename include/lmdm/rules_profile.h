@@ -36,4 +36,39 @@
  * arguments. */
 int lmdm_rules_profile(const lmdm_merged_t *m, int macos, lmdm_buf_t *xml, char hash[65]) LMDM_MUSTCHECK;
 
+/** Identifiers of the broker's declarations (DeclarativeManagement). */
+#define LMDM_RULES_DECL_PASSCODE_ID "lmdm.rules.passcode"
+#define LMDM_RULES_DECL_ACTIVATION_ID "lmdm.rules.activation"
+
+/** 1 if a device takes the merged passcode as a declaration
+ * (com.apple.configuration.passcode.settings) rather than in the broker
+ * profile: an iPhone or iPad (not macOS: there Apple allows the declaration
+ * only on supervised and local enrollments) whose Authenticate gave an
+ * OSVersion of at least 16.2. Apple introduced the declaration in iOS 15.0
+ * for device and User Enrollment, but RequireAlphanumericPasscode,
+ * MinimumComplexCharacters and MaximumPasscodeAgeInDays only in 16.2: an
+ * older device would silently drop merged keys, so it keeps the profile. An
+ * unknown version (NULL or empty: iOS leaves OSVersion out of Authenticate
+ * without the device-information right, which the broker does not ask for)
+ * is not enough either. */
+int lmdm_rules_declaration_capable(int macos, const char *os_version);
+
+/** The merged passcode rule as Apple's passcode declaration, for a device of
+ * lmdm_rules_declaration_capable(): appends to *json the JSON object
+ *   {"Type": "com.apple.configuration.passcode.settings",
+ *    "Identifier": LMDM_RULES_DECL_PASSCODE_ID, "ServerToken": token,
+ *    "Payload": {each merged passcode key under its declaration_key,
+ *                allowSimple inverted as RequireComplexPasscode}}
+ * where encryption.required sets RequirePasscode (iOS encrypts with the
+ * passcode). token gets the hex SHA-256 of the canonical payload (compact,
+ * sorted keys): deterministic, it changes exactly when the payload does.
+ * Returns 0; 1 when the result holds no passcode or encryption key (no
+ * declaration: *json untouched, token ""); LMDM_ERR_INVALID for NULL
+ * arguments. */
+int lmdm_rules_declaration(const lmdm_merged_t *m, lmdm_buf_t *json, char token[65]) LMDM_MUSTCHECK;
+
+/** Copy of *in without what the passcode declaration carries (the passcode
+ * keys and encryption.required), for the profile of a declaration device. */
+void lmdm_rules_without_declared(const lmdm_merged_t *in, lmdm_merged_t *out);
+
 #endif

@@ -61,7 +61,7 @@ e2e_certs() {
   CA="$T/certs/ca.crt"
 }
 
-random_port() { echo $((20000 + RANDOM % 40000)); }
+random_port() { echo $((20000 + RANDOM % 12000)); } # below the kernel's ephemeral range (32768-)
 
 # Write $CONF with the given database and extra lines (an extra line replaces
 # the default line for the same key).

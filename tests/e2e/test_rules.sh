@@ -5,7 +5,8 @@
 # reinstall; the last leaves -> the profile is removed. Compliance per tenant,
 # each seeing only its own requirements. Out-of-range rules are refused with
 # the key and the range; a passcode payload inside a tenant's profile becomes
-# that enrollment's rule.
+# that enrollment's rule. The device is a profile device (no OSVersion at
+# Authenticate); test_declarations.sh covers devices that take a declaration.
 . "$(dirname "$0")/lib.sh"
 
 SIM="$LMDM_BUILD/tests/sim/lmdm-sim"
@@ -59,6 +60,12 @@ expect_eq "$(status "$(put_rule "$KB" passcode '{"requirePasscode": true, "minLe
 expect_eq "$(body "$(api GET /v1/rules/passcode "$KA")" | jq -r .rule.minLength)" 6 "A reads back its own rule"
 wait_for 10 settled || fail "the applier did not settle"
 expect_eq "$(profile_min_length)" 8 "the device gets one profile with the strictest: 8"
+# An iPhone under device enrollment leaves OSVersion out of Authenticate (the
+# broker does not ask for the device-information right): the broker cannot
+# tell it supports the passcode declaration, so the passcode stays in the
+# profile (tests/e2e/test_declarations.sh covers the declaration path).
+expect_eq "$(psqlq "SELECT coalesce(info ->> 'OSVersion', 'none') FROM devices")" none "the device did not report its OS version"
+expect_eq "$(psqlq "SELECT count(*) FROM commands WHERE request_type = 'DeclarativeManagement'")" 0 "so no declaration"
 n_installs=$(broker_cmds)
 "$SIM" run --dir "$T/dev" --cacert "$CA" >"$T/run1"
 expect_contains "$(cat "$T/run1")" '"request_type":"InstallProfile"' "the device installs the broker profile"
