@@ -927,6 +927,52 @@ static int bool_of(plist_t d, const char *k)
     return n && plist_get_node_type(n) == PLIST_BOOLEAN ? plist_bool_val_is_true(n) : -1;
 }
 
+/* The passcode declaration for declarative devices: which devices, Apple's
+ * key names (allowSimple inverted), a stable token that follows the content. */
+static void test_declaration(void)
+{
+    CHECK(lmdm_rules_declaration_capable(0, "16.2"));
+    CHECK(lmdm_rules_declaration_capable(0, "17.4.1"));
+    CHECK(!lmdm_rules_declaration_capable(0, "16.1"));
+    CHECK(!lmdm_rules_declaration_capable(0, "15.7"));
+    CHECK(!lmdm_rules_declaration_capable(0, ""));
+    CHECK(!lmdm_rules_declaration_capable(0, NULL));
+    CHECK(!lmdm_rules_declaration_capable(1, "14.4")); /* macOS keeps the profile */
+
+    char err[256];
+    lmdm_rules_t in[2];
+    memset(in, 0, sizeof in);
+    json_t *a = json_loads("{\"minLength\": 6, \"allowSimple\": false}", 0, NULL);
+    json_t *b = json_loads("{\"minLength\": 8}", 0, NULL);
+    CHECK_INT_EQ(lmdm_rules_from_json("passcode", a, &in[0], err, sizeof err), 0);
+    CHECK_INT_EQ(lmdm_rules_from_json("passcode", b, &in[1], err, sizeof err), 0);
+    static lmdm_merged_t m, m2, rest;
+    lmdm_rules_merge(in, 2, &m);
+    lmdm_buf_t j1 = {0}, j2 = {0};
+    char t1[65], t2[65];
+    CHECK_INT_EQ(lmdm_rules_declaration(&m, &j1, t1), 0);
+    CHECK(j1.data && strstr(j1.data, "\"com.apple.configuration.passcode.settings\"") != NULL);
+    CHECK(j1.data && strstr(j1.data, "\"MinimumLength\":8") != NULL);
+    CHECK(j1.data && strstr(j1.data, "\"RequireComplexPasscode\":true") != NULL);
+    CHECK_INT_EQ(strlen(t1), 64);
+    lmdm_rules_merge(in, 2, &m2); /* the same merge: the same token */
+    CHECK_INT_EQ(lmdm_rules_declaration(&m2, &j2, t2), 0);
+    CHECK_STR_EQ(t1, t2);
+    lmdm_buf_free(&j2);
+    memset(&j2, 0, sizeof j2);
+    lmdm_rules_merge(in, 1, &m2); /* only the first tenant: 6 -> another token */
+    CHECK_INT_EQ(lmdm_rules_declaration(&m2, &j2, t2), 0);
+    CHECK(strcmp(t1, t2) != 0);
+    lmdm_rules_without_declared(&m, &rest);
+    CHECK(lmdm_rules_empty(&rest)); /* nothing else was asked: no profile left */
+    lmdm_buf_free(&j1);
+    lmdm_buf_free(&j2);
+    lmdm_rules_free(&in[0]);
+    lmdm_rules_free(&in[1]);
+    json_decref(a);
+    json_decref(b);
+}
+
 static void test_profile(void)
 {
     lmdm_rules_t in[3] = {{0}, {0}, {0}};
@@ -1058,5 +1104,6 @@ int main(void)
     RUN(test_payloads);
     RUN(test_merged_json);
     RUN(test_profile);
+    RUN(test_declaration);
     return harness_finish();
 }
