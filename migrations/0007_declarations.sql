@@ -103,3 +103,22 @@ END $$;
 -- takes the declaration gets its passcode moved out of the profile; for the
 -- others the hash is unchanged and nothing is queued.
 UPDATE devices SET rules_dirty = true WHERE rules_hash IS NOT NULL AND NOT rules_dirty;
+
+-- The ledger records a merged passcode declaration applied, as it records the
+-- broker profile (0006 ledger_rules): one entry per active enrollment.
+CREATE FUNCTION ledger_declaration() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    d text := jsonb_build_object('declarations_token', NEW.ddm_token)::text;
+BEGIN
+    INSERT INTO ledger (actor_kind, tenant_id, enrollment, event, request_type, detail)
+    SELECT 'broker', e.tenant_id, e.pseudonym, 'rules.applied', 'DeclarativeManagement', d
+      FROM enrollments e WHERE e.device_id = NEW.id AND e.state = 'active' ORDER BY e.id;
+    IF NOT FOUND THEN
+        INSERT INTO ledger (actor_kind, event, request_type, detail)
+        VALUES ('broker', 'rules.applied', 'DeclarativeManagement', d);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ledger_declaration AFTER UPDATE OF ddm_token ON devices
+    FOR EACH ROW WHEN (OLD.ddm_token IS DISTINCT FROM NEW.ddm_token AND NEW.state = 'enrolled')
+    EXECUTE FUNCTION ledger_declaration();

@@ -150,5 +150,7 @@ expect_contains "$(profile_of "$OLD" | tr -d '\n\t ')" "<key>minLength</key><int
 expect_eq "$(cmds "$OLD" DeclarativeManagement)" 0 "and no declaration"
 expect_eq "$("$SIM" checkin --dir "$T/old" --cacert "$CA" --message DeclarativeManagement --endpoint tokens |
   tail -n +2 | jq -r .SyncTokens.DeclarationsToken)" lmdm-declarations-0 "its declaration set stays empty"
+[ "$(psqlq "SELECT count(*) FROM ledger WHERE event = 'rules.applied' AND request_type = 'DeclarativeManagement'")" -ge 2 ] &&
+  pass "the ledger records each declaration applied" || fail "no ledger entry for the declarations"
 
 e2e_finish
