@@ -39,6 +39,7 @@ static const char fuzz_ca_pem[] = "-----BEGIN CERTIFICATE-----\n"
                                   "-----END CERTIFICATE-----\n";
 
 static lmdm_trust_t *trust;
+static lmdm_verify_cache_t *vcache; /* the broker's path: fast decoding with the full one behind it */
 
 static void setup(void)
 {
@@ -50,6 +51,7 @@ static void setup(void)
     trust = lmdm_trust_new(ca, NULL, err, sizeof(err));
     X509_free(ca); /* the store holds its own reference */
     if (!trust) abort();
+    vcache = lmdm_verify_cache_new();
 }
 
 static void client_cert(const char *header)
@@ -70,17 +72,28 @@ static void client_cert(const char *header)
 
 static void mdm_signature(const char *header, const char *body, size_t blen)
 {
-    char fp[LMDM_FINGERPRINT_LEN + 1];
-    X509 *signer = NULL;
-    char reason[64] = "";
-    if (lmdm_trust_verify_mdm_signature(trust, header, body, blen, FUZZ_NOW, &signer, reason,
-                                        sizeof(reason)) == 0) {
+    char fp[LMDM_FINGERPRINT_LEN + 1], fp2[LMDM_FINGERPRINT_LEN + 1] = "";
+    X509 *signer = NULL, *signer2 = NULL;
+    char reason[64] = "", reason2[64] = "";
+    int rv = lmdm_trust_verify_mdm_signature(trust, header, body, blen, FUZZ_NOW, &signer, reason, sizeof(reason));
+    if (rv == 0) {
         if (!signer) abort();
         lmdm_identity_fingerprint(signer, fp);
-        X509_free(signer);
     } else if (signer || !reason[0]) {
         abort();
     }
+    /* Differential: the cached path (fast decoding) must agree exactly:
+     * same verdict, same reason, same signer. */
+    int rv2 = lmdm_trust_verify_mdm_signature_cached(trust, vcache, header, body, blen, FUZZ_NOW, &signer2, reason2,
+                                                     sizeof(reason2));
+    if ((rv2 == 0) != (rv == 0) || (rv2 == 0) != (signer2 != NULL)) abort();
+    if (rv != 0 && strcmp(reason, reason2) != 0) abort();
+    if (rv == 0) {
+        lmdm_identity_fingerprint(signer2, fp2);
+        if (strcmp(fp, fp2) != 0) abort();
+    }
+    X509_free(signer);
+    X509_free(signer2);
 }
 
 /* ":" base64(der) ":" (or just the base64 without colons) in a malloc'd string. */

@@ -43,22 +43,35 @@ int lmdm_trust_verify_mdm_signature(const lmdm_trust_t *t, const char *header, c
  * device polling every few seconds does not pay for a full chain verification
  * on each request (the signature over each body is still checked every time).
  * An entry is trusted for LMDM_VERIFY_CACHE_TTL seconds and never past the
- * certificate's notAfter. Not thread-safe: one per worker thread. */
+ * certificate's notAfter. It also holds decoded Mdm-Signature certificates
+ * (see below): up to a few thousand, a few KiB each. Not thread-safe: one per
+ * worker thread. */
 typedef struct lmdm_verify_cache lmdm_verify_cache_t;
 #define LMDM_VERIFY_CACHE_TTL 300
 
 lmdm_verify_cache_t *lmdm_verify_cache_new(void);
 void lmdm_verify_cache_free(lmdm_verify_cache_t *c);
 
-/** lmdm_trust_verify_mdm_signature with a cache (may be NULL) for the signer's
- * chain verification. */
-int lmdm_trust_verify_mdm_signature_cached(const lmdm_trust_t *t, lmdm_verify_cache_t *cache, const char *header,
-                                           const void *body, size_t body_len, time_t now, X509 **signer,
-                                           char *reason, size_t reasonlen) LMDM_MUSTCHECK;
+/** lmdm_trust_verify_mdm_signature with a cache (may be NULL). With a cache,
+ * the signer's chain verification is memoised, and a fast path decodes each
+ * device certificate once (kept in the cache, keyed by the SHA-256 of its
+ * bytes) instead of on every request: it handles the usual shape (detached
+ * id-data, one signer, SHA-1/256/384/512, RSA PKCS#1 v1.5 or ECDSA, the usual
+ * signed attributes or none) and hands everything else, and every signature
+ * that does not verify, to the full CMS path, so it accepts and refuses
+ * exactly what lmdm_trust_verify_mdm_signature does. */
+int lmdm_trust_verify_mdm_signature_cached(const lmdm_trust_t *t, lmdm_verify_cache_t *cache,
+                                           const char *header, const void *body, size_t body_len, time_t now,
+                                           X509 **signer, char *reason, size_t reasonlen) LMDM_MUSTCHECK;
+
+/** How many signatures the fast path of lmdm_trust_verify_mdm_signature_cached
+ * accepted with this cache (0 for NULL); for tests and metrics. */
+unsigned long lmdm_verify_cache_fast_accepted(const lmdm_verify_cache_t *c);
 
 /** lmdm_trust_verify with a cache (may be NULL). */
-int lmdm_trust_verify_cached(const lmdm_trust_t *t, lmdm_verify_cache_t *cache, X509 *cert, STACK_OF(X509) *chain,
-                             time_t now, char *reason, size_t reasonlen) LMDM_MUSTCHECK;
+int lmdm_trust_verify_cached(const lmdm_trust_t *t, lmdm_verify_cache_t *cache, X509 *cert,
+                             STACK_OF(X509) * chain, time_t now, char *reason,
+                             size_t reasonlen) LMDM_MUSTCHECK;
 
 /** Parse an RFC 9440 Client-Cert header (a structured-field byte sequence,
  * ":<base64 DER>:"). Returns 0 and *out (caller frees) or LMDM_ERR_INVALID. */

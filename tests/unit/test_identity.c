@@ -1,7 +1,8 @@
 /* Unit tests for broker/mdm/identity.c: the device trust store, certificate
  * verification at a given time and its reasons, the Mdm-Signature header
  * (valid, tampered, foreign CA, hostile encodings), the RFC 9440 Client-Cert
- * header, fingerprints, and verification from several threads at once. */
+ * header, fingerprints, verification from several threads at once, and the
+ * cached fast path for Mdm-Signature checked against the full CMS path. */
 #include "lmdm/identity.h"
 
 #include <openssl/cms.h>
@@ -597,6 +598,323 @@ static void test_verify_cache(void)
     lmdm_verify_cache_free(c);
 }
 
+/* ---- the fast path (lmdm_trust_verify_mdm_signature_cached) ----
+ * Every case runs twice: through the cached call (fast path, falling back to
+ * the full CMS path) and through the uncached call (the full CMS path alone,
+ * the reference). Both must give the same verdict and the same reason. */
+
+static lmdm_verify_cache_t *fcache;
+
+static char *cms_b64(CMS_ContentInfo *cms)
+{
+    unsigned char *der = NULL;
+    int n = cms ? i2d_CMS_ContentInfo(cms, &der) : -1;
+    if (n <= 0) return NULL;
+    char *b64 = malloc((size_t)n * 2 + 4);
+    EVP_EncodeBlock((unsigned char *)b64, der, n);
+    OPENSSL_free(der);
+    return b64;
+}
+
+static char *der_b64(const unsigned char *der, size_t n)
+{
+    char *b64 = malloc(n * 2 + 4);
+    EVP_EncodeBlock((unsigned char *)b64, der, (int)n);
+    return b64;
+}
+
+/* A detached signature by `key` with `cert` as the signer (sid) and the
+ * certificates `extra` (NULL-terminated) in the message instead of cert. */
+static char *sig_custom(X509 *cert, EVP_PKEY *key, const EVP_MD *md, int flags, X509 **extra,
+                        const void *body, size_t len)
+{
+    BIO *in = BIO_new_mem_buf(body, (int)len);
+    CMS_ContentInfo *cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_DETACHED | CMS_BINARY | CMS_PARTIAL);
+    CMS_SignerInfo *si = CMS_add1_signer(cms, cert, key, md, flags | (extra ? CMS_NOCERTS : 0));
+    char *b64 = NULL;
+    if (si && CMS_final(cms, in, NULL, CMS_DETACHED | CMS_BINARY) == 1) {
+        for (X509 **x = extra; x && *x; x++)
+            CMS_add1_cert(cms, *x);
+        b64 = cms_b64(cms);
+    }
+    CMS_ContentInfo_free(cms);
+    BIO_free(in);
+    return b64;
+}
+
+/* Runs both paths; returns the verdict, leaves the reason in `reason` and
+ * counts a disagreement as a failed check. */
+static int check_fast(const char *header, const void *body, size_t len, time_t at, X509 *want_signer)
+{
+    char ref_reason[128] = "";
+    X509 *ref = NULL, *got = NULL;
+    int want =
+        lmdm_trust_verify_mdm_signature(trust_a, header, body, len, at, &ref, ref_reason, sizeof(ref_reason));
+    reason[0] = '\0';
+    int rv = lmdm_trust_verify_mdm_signature_cached(trust_a, fcache, header, body, len, at, &got, reason,
+                                                    sizeof(reason));
+    CHECK_INT_EQ(rv, want);
+    if (rv != 0) CHECK_STR_EQ(reason, ref_reason);
+    CHECK((got == NULL) == (rv != 0));
+    if (got && ref) CHECK(X509_cmp(got, ref) == 0);
+    if (got && want_signer) CHECK(X509_cmp(got, want_signer) == 0);
+    X509_free(ref);
+    X509_free(got);
+    CHECK(ERR_peek_error() == 0);
+    return rv;
+}
+
+/* Replaces every occurrence of `from` by `to` (same length) in a base64 DER signature. */
+static char *patch_sig(const char *b64, const unsigned char *from, const unsigned char *to, size_t n)
+{
+    size_t bl = strlen(b64);
+    unsigned char *der = malloc(bl);
+    int dl = EVP_DecodeBlock(der, (const unsigned char *)b64, (int)bl);
+    while (bl && b64[bl - 1] == '=') {
+        dl--;
+        bl--;
+    }
+    int hits = 0;
+    for (int i = 0; i + (int)n <= dl; i++)
+        if (memcmp(der + i, from, n) == 0) {
+            memcpy(der + i, to, n);
+            hits++;
+        }
+    CHECK(hits > 0);
+    char *out = der_b64(der, (size_t)dl);
+    free(der);
+    return out;
+}
+
+static void test_fast_path(void)
+{
+    static const char body[] =
+        "<?xml version=\"1.0\"?><plist><dict><key>Status</key>"
+        "<string>Idle</string><key>UDID</key><string>0000-1111</string></dict></plist>";
+    size_t blen = sizeof(body) - 1;
+    fcache = lmdm_verify_cache_new();
+    ident_t ec = hand_cert(ca_a_key, -1, 30, NULL, 1); /* an EC P-256 device of CA a */
+    ident_t a2 = issue(ca_a, "device a2");
+    CHECK(ec.cert && a2.cert);
+    unsigned long fast = 0;
+
+    /* valid: RSA and EC, with and without signed attributes, several digests;
+     * each twice (the second decodes no certificate) and by the fast path */
+    struct {
+        ident_t *id;
+        const EVP_MD *md;
+        int flags;
+    } good[] = {{&dev_a, NULL, 0},
+                {&dev_a, NULL, CMS_NOATTR},
+                {&dev_a, EVP_sha1(), 0},
+                {&dev_a, EVP_sha512(), 0},
+                {&ec, NULL, 0},
+                {&ec, NULL, CMS_NOATTR},
+                {&ec, EVP_sha384(), 0},
+                {&a2, EVP_sha256(), CMS_NOSMIMECAP},
+                {&dev_a, NULL, CMS_USE_KEYID}};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *sig =
+            sig_custom(good[i].id->cert, good[i].id->key, good[i].md, good[i].flags, NULL, body, blen);
+        CHECK(sig != NULL);
+        for (int round = 0; round < 2; round++) {
+            CHECK_INT_EQ(check_fast(sig, body, blen, now, good[i].id->cert), 0);
+            CHECK(lmdm_verify_cache_fast_accepted(fcache) == ++fast);
+        }
+        /* the body changed by one byte (with signed attributes: the
+         * messageDigest no longer matches; without: the signature) */
+        char *copy = strdup(body);
+        copy[blen / 2] ^= 1;
+        CHECK_INT_EQ(check_fast(sig, copy, blen, now, NULL), LMDM_ERR_INVALID);
+        CHECK_STR_EQ(reason, "signature does not match");
+        CHECK_INT_EQ(check_fast(sig, body, blen - 1, now, NULL), LMDM_ERR_INVALID);
+        CHECK_INT_EQ(check_fast(sig, "", 0, now, NULL), LMDM_ERR_INVALID);
+        free(copy);
+        /* the same signature, later than the certificate's notAfter (the memo does not help) */
+        CHECK_INT_EQ(check_fast(sig, body, blen, now + 3L * 365 * 86400, NULL), LMDM_ERR_INVALID);
+        CHECK_STR_CONTAINS(reason, "expired");
+        CHECK(lmdm_verify_cache_fast_accepted(fcache) == fast);
+        free(sig);
+    }
+    /* an empty body is a body like any other */
+    char *sig = sig_custom(dev_a.cert, dev_a.key, NULL, 0, NULL, "", 0);
+    CHECK_INT_EQ(check_fast(sig, "", 0, now, dev_a.cert), 0);
+    CHECK(lmdm_verify_cache_fast_accepted(fcache) == ++fast);
+    free(sig);
+
+    /* the signer is the certificate the sid names, not the first one sent */
+    X509 *both[] = {a2.cert, dev_a.cert, NULL};
+    sig = sig_custom(dev_a.cert, dev_a.key, NULL, 0, both, body, blen);
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, dev_a.cert), 0);
+    CHECK(lmdm_verify_cache_fast_accepted(fcache) == ++fast);
+    free(sig);
+    /* the certificate swapped for another device's (of the same CA) */
+    X509 *other[] = {a2.cert, NULL};
+    sig = sig_custom(dev_a.cert, dev_a.key, NULL, 0, other, body, blen);
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL), LMDM_ERR_INVALID);
+    free(sig);
+    sig = sig_custom(dev_a.cert, dev_a.key, NULL, CMS_NOATTR, other, body, blen);
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL), LMDM_ERR_INVALID);
+    free(sig);
+    /* signed by another key, naming and carrying device a's certificate (the
+     * sid is device a's issuer and serial: a copy of its certificate with the
+     * forger's key) */
+    EVP_PKEY *forger = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
+    X509 *fake = X509_dup(dev_a.cert);
+    X509_set_pubkey(fake, forger);
+    X509_sign(fake, forger, EVP_sha256());
+    X509 *real[] = {dev_a.cert, NULL};
+    for (int flags = 0; flags <= CMS_NOATTR; flags += CMS_NOATTR) {
+        sig = sig_custom(fake, forger, NULL, flags, real, body, blen);
+        CHECK(sig != NULL);
+        CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL), LMDM_ERR_INVALID);
+        CHECK_STR_EQ(reason, "signature does not match");
+        free(sig);
+    }
+    /* ... and carrying the forger's copy: a good signature, an untrusted certificate */
+    sig = sig_custom(fake, forger, NULL, 0, NULL, body, blen);
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL), LMDM_ERR_INVALID);
+    CHECK_STR_EQ(reason, "unknown CA"); /* its authority key id names no trusted CA */
+    free(sig);
+    X509_free(fake);
+    EVP_PKEY_free(forger);
+    /* a good signature from another CA's device */
+    sig = sig_custom(dev_b.cert, dev_b.key, NULL, 0, NULL, body, blen);
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL), LMDM_ERR_INVALID);
+    CHECK_STR_EQ(reason, "unknown CA");
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL),
+                 LMDM_ERR_INVALID); /* and again: nothing remembered */
+    free(sig);
+    /* no certificate; two signers; content attached */
+    sig = sig_custom(dev_a.cert, dev_a.key, NULL, CMS_NOCERTS, NULL, body, blen);
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL), LMDM_ERR_INVALID);
+    CHECK_STR_EQ(reason, "no signer certificate");
+    free(sig);
+    BIO *in = BIO_new_mem_buf(body, (int)blen);
+    CMS_ContentInfo *cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_DETACHED | CMS_BINARY | CMS_PARTIAL);
+    CMS_add1_signer(cms, dev_a.cert, dev_a.key, NULL, 0);
+    CMS_add1_signer(cms, a2.cert, a2.key, NULL, 0);
+    CHECK_INT_EQ(CMS_final(cms, in, NULL, CMS_DETACHED | CMS_BINARY), 1);
+    BIO_free(in);
+    sig = cms_b64(cms);
+    CMS_ContentInfo_free(cms);
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL), LMDM_ERR_INVALID);
+    CHECK_STR_EQ(reason, "expected exactly one signer");
+    free(sig);
+    in = BIO_new_mem_buf(body, (int)blen);
+    cms = CMS_sign(dev_a.cert, dev_a.key, NULL, in, CMS_BINARY);
+    BIO_free(in);
+    sig = cms_b64(cms);
+    CMS_ContentInfo_free(cms);
+    CHECK_INT_EQ(check_fast(sig, body, blen, now, NULL), LMDM_ERR_INVALID);
+    CHECK_STR_EQ(reason, "signature is not detached");
+    free(sig);
+    CHECK(lmdm_verify_cache_fast_accepted(fcache) == fast);
+
+    /* algorithms: SHA-256 made unknown (in both places it is named, or in one),
+     * rsaEncryption named as sha256WithRSAEncryption (accepted by both),
+     * sha1WithRSAEncryption beside a SHA-256 digest and an unknown signature
+     * algorithm (left to the full path) */
+    static const unsigned char sha256_oid[] = {0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                               0x65, 0x03, 0x04, 0x02, 0x01};
+    static const unsigned char bogus_oid[] = {0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                              0x65, 0x03, 0x04, 0x02, 0x7f};
+    static const unsigned char sha224_oid[] = {0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                               0x65, 0x03, 0x04, 0x02, 0x04};
+    static const unsigned char rsa_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01};
+    static const unsigned char rsa_sha256_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                                   0xf7, 0x0d, 0x01, 0x01, 0x0b};
+    static const unsigned char rsa_sha1_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                                 0xf7, 0x0d, 0x01, 0x01, 0x05};
+    static const unsigned char rsa_bogus_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                                  0xf7, 0x0d, 0x01, 0x01, 0x7f};
+    for (int flags = 0; flags <= CMS_NOATTR; flags += CMS_NOATTR) {
+        sig = sig_custom(dev_a.cert, dev_a.key, NULL, flags | CMS_NOSMIMECAP, NULL, body, blen);
+        char *p = patch_sig(sig, sha256_oid, bogus_oid, sizeof(sha256_oid));
+        CHECK_INT_EQ(check_fast(p, body, blen, now, NULL), LMDM_ERR_INVALID);
+        free(p);
+        p = patch_sig(sig, sha256_oid, sha224_oid, sizeof(sha256_oid));
+        CHECK_INT_EQ(check_fast(p, body, blen, now, NULL), LMDM_ERR_INVALID); /* signed with SHA-256 */
+        free(p);
+        p = patch_sig(sig, rsa_oid, rsa_sha256_oid,
+                      sizeof(rsa_oid)); /* also the key's OID in the certificate */
+        CHECK_INT_EQ(check_fast(p, body, blen, now, NULL), LMDM_ERR_INVALID);
+        free(p);
+        free(sig);
+    }
+    /* only the signature algorithm changed (the certificate left out of the patch) */
+    X509 *none[] = {NULL};
+    char *bare = sig_custom(dev_a.cert, dev_a.key, NULL, CMS_NOSMIMECAP, none, body, blen);
+    const unsigned char *sig_algs[] = {rsa_sha256_oid, rsa_sha1_oid, rsa_bogus_oid};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = patch_sig(bare, rsa_oid, sig_algs[i], sizeof(rsa_oid));
+        /* put the certificate back: decode, add, encode */
+        size_t pl = strlen(p);
+        unsigned char *der = malloc(pl);
+        int dl = EVP_DecodeBlock(der, (const unsigned char *)p, (int)pl);
+        while (pl && p[pl - 1] == '=') {
+            dl--;
+            pl--;
+        }
+        const unsigned char *q = der;
+        cms = d2i_CMS_ContentInfo(NULL, &q, dl);
+        CHECK(cms != NULL);
+        CMS_add1_cert(cms, dev_a.cert);
+        char *full = cms_b64(cms);
+        CMS_ContentInfo_free(cms);
+        int rv = check_fast(full, body, blen, now, NULL);
+        CHECK_INT_EQ(rv, i == 2 ? LMDM_ERR_INVALID : 0);
+        free(full);
+        free(der);
+        free(p);
+    }
+    free(bare);
+    ERR_clear_error();
+
+    /* truncated and garbage DER */
+    sig = sig_custom(dev_a.cert, dev_a.key, NULL, 0, NULL, body, blen);
+    size_t sl = strlen(sig);
+    unsigned char *der = malloc(sl);
+    int dl = EVP_DecodeBlock(der, (const unsigned char *)sig, (int)sl);
+    while (sl && sig[sl - 1] == '=') {
+        dl--;
+        sl--;
+    }
+    for (int cut = 1; cut < dl; cut += 97) {
+        char *t = der_b64(der, (size_t)(dl - cut));
+        CHECK_INT_EQ(check_fast(t, body, blen, now, NULL), LMDM_ERR_INVALID);
+        free(t);
+    }
+    /* Differential: single-byte changes all over a valid signature; the two
+     * paths must agree on every one (most are refused, a few in unsigned
+     * fields may be accepted by both). */
+    unsigned long accepted = 0, refused = 0;
+    unsigned int seed = 12345;
+    for (int i = 0; i < 3 * dl; i++) {
+        int pos = i % dl;
+        unsigned char old = der[pos];
+        seed = seed * 1103515245u + 12345u;
+        der[pos] = (unsigned char)(i < dl ? old ^ 0x01 : (seed >> 16) & 0xff);
+        char *t = der_b64(der, (size_t)dl);
+        if (check_fast(t, body, blen, now, NULL) == 0)
+            accepted++;
+        else
+            refused++;
+        free(t);
+        der[pos] = old;
+    }
+    CHECK(refused > accepted);
+    free(der);
+    free(sig);
+    CHECK(lmdm_verify_cache_fast_accepted(fcache) >= fast);
+
+    ident_free(&ec);
+    ident_free(&a2);
+    lmdm_verify_cache_free(fcache);
+    lmdm_verify_cache_free(NULL);
+    CHECK(lmdm_verify_cache_fast_accepted(NULL) == 0);
+}
+
 int main(void)
 {
     const char *base = getenv("LMDM_TEST_OUT");
@@ -629,6 +947,7 @@ int main(void)
     RUN(test_fingerprint);
     RUN(test_threads);
     RUN(test_verify_cache);
+    RUN(test_fast_path);
     lmdm_trust_free(trust_a);
     ident_free(&dev_a);
     ident_free(&dev_b);
