@@ -157,5 +157,19 @@ post_json() { api POST "$2" "$1" -H 'Content-Type: application/json' -d "$3"; }
 csrf_of() { grep -o 'name="csrf" value="[0-9a-f]*"' <<<"$1" | head -n1 | cut -d'"' -f4; }
 wait_for() { local n=$(($1 * 10)); shift; for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done; return 1; }
 
+# tenant NAME: a new tenant with an admin key, invited and accepted by the
+# owner whose session cookie is in $T/jar; prints "ID KEY ENROLLMENT".
+tenant() { # tenant NAME -> "ID KEY ENROLLMENT" after the owner accepted it
+  local id key url page code
+  id=$("$LMDM_BIN" tenant add "$1" --config "$CONF")
+  key=$("$LMDM_BIN" key issue --tenant "$id" --role admin --config "$CONF")
+  url=$(body "$(api POST /v1/invitations "$key" -H 'Content-Type: application/json' -d '{}')" | jq -r .url)
+  page=$(curl -s --cacert "$CA" -b "$T/jar" "$url")
+  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" -b "$T/jar" -H "Origin: $TLS_URL" \
+    --data-urlencode action=accept --data-urlencode "csrf=$(csrf_of "$page")" "$url")
+  [ "$code" = 200 ] || fail "accepting $1: $code"
+  echo "$id $key $(body "$(api GET /v1/enrollments "$key")" | jq -r '.enrollments[0].id')"
+}
+
 # curl shortcuts: status code only, and full output with headers.
 code() { curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" "$@"; }

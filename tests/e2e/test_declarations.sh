@@ -44,17 +44,6 @@ expect_eq "$(psqlq "SELECT info ->> 'OSVersion' FROM devices WHERE id = $DEV")" 
 expect_eq "$(ddm tokens | jq -r .SyncTokens.DeclarationsToken)" lmdm-declarations-0 "no declaration yet: the empty set"
 expect_eq "$(ddm declaration-items | jq -c .Declarations.Configurations)" "[]" "no configuration"
 
-tenant() { # tenant NAME -> "ID KEY ENROLLMENT" after the owner accepted it
-  local id key url page code
-  id=$("$LMDM_BIN" tenant add "$1" --config "$CONF")
-  key=$("$LMDM_BIN" key issue --tenant "$id" --role admin --config "$CONF")
-  url=$(body "$(api POST /v1/invitations "$key" -H 'Content-Type: application/json' -d '{}')" | jq -r .url)
-  page=$(curl -s --cacert "$CA" -b "$T/jar" "$url")
-  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" -b "$T/jar" -H "Origin: $TLS_URL" \
-    --data-urlencode action=accept --data-urlencode "csrf=$(csrf_of "$page")" "$url")
-  [ "$code" = 200 ] || fail "accepting $1: $code"
-  echo "$id $key $(body "$(api GET /v1/enrollments "$key")" | jq -r '.enrollments[0].id')"
-}
 read -r TA KA EA <<<"$(tenant "St. Mary's")"
 read -r TB KB EB <<<"$(tenant "General Hospital")"
 wait_for 10 settled || fail "the applier did not settle"

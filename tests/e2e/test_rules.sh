@@ -28,17 +28,6 @@ out=$("$SIM" enroll --url "$TLS_URL" --cacert "$CA" --dir "$T/dev")
 "$SIM" checkin --dir "$T/dev" --cacert "$CA" --message TokenUpdate >/dev/null
 curl -s -o /dev/null --cacert "$CA" -c "$T/jar" "$(jq -r .owner_url <<<"$out")"
 
-tenant() { # tenant NAME -> "ID KEY ENROLLMENT" after the owner accepted it
-  local id key url page code
-  id=$("$LMDM_BIN" tenant add "$1" --config "$CONF")
-  key=$("$LMDM_BIN" key issue --tenant "$id" --role admin --config "$CONF")
-  url=$(body "$(api POST /v1/invitations "$key" -H 'Content-Type: application/json' -d '{}')" | jq -r .url)
-  page=$(curl -s --cacert "$CA" -b "$T/jar" "$url")
-  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" -b "$T/jar" -H "Origin: $TLS_URL" \
-    --data-urlencode action=accept --data-urlencode "csrf=$(csrf_of "$page")" "$url")
-  [ "$code" = 200 ] || fail "accepting $1: $code"
-  echo "$id $key $(body "$(api GET /v1/enrollments "$key")" | jq -r '.enrollments[0].id')"
-}
 read -r TA KA EA <<<"$(tenant "St. Mary's")"
 read -r TB KB EB <<<"$(tenant "General Hospital")"
 wait_for 10 settled || fail "the applier did not settle"
