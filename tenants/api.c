@@ -84,25 +84,6 @@ static void not_found(lmdm_http_req_t *req, const char *what)
     lmdm_http_respond_error(req, 404, "not_found", msg);
 }
 
-/* A database failure: 503 while it is away, 500 on a server error. */
-static int db_failed(lmdm_tenant_ctx_t *t, int err, PGresult *res)
-{
-    if (!err) return 0;
-    if (err == LMDM_ERR_DB) {
-        lmdm_error("tenant %lld: %s: %s", (long long)t->tenant_id, t->req->route->name,
-                   res ? PQresultErrorMessage(res) : "?");
-        lmdm_http_respond_error(t->req, 500, "internal", "database error");
-    } else {
-        lmdm_http_respond_unavailable(t->req);
-    }
-    return 1;
-}
-
-static void run(lmdm_tenant_ctx_t *t, const lmdm_db_stmt_t *st, const char *const *p, lmdm_db_result_cb cb)
-{
-    if (lmdm_db_query(t->req->worker->db, st, st->nparams, p, cb, t) != 0) lmdm_http_respond_unavailable(t->req);
-}
-
 const char *lmdm_tenant_query_param(lmdm_http_req_t *req, const char *name)
 {
     size_t n = strlen(name);
@@ -185,7 +166,7 @@ static void get_keys(lmdm_http_req_t *req)
 static void invite_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     const char *base = t->req->worker->config->public_url;
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/') blen--;
@@ -228,7 +209,7 @@ static void invite(lmdm_tenant_ctx_t *t)
     lmdm_secrets_token_hash(req->worker->app->secrets, "invitation", t->code, hash);
     snprintf(ttl, sizeof(ttl), "%lld", exp ? (long long)json_integer_value(exp) : (long long)cfg->invitation_ttl_s);
     const char *p[] = {t->tenant, hash, note ? json_string_value(note) : "", rules_text ? rules_text : "{}", ttl};
-    run(t, &st_invite, p, invite_done);
+    lmdm_tenant_query(t, &st_invite, p, invite_done);
     free(rules_text);
     json_decref(j);
 }
@@ -238,7 +219,7 @@ static void invite(lmdm_tenant_ctx_t *t)
 static void enrollments_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     json_t *list = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
     if (!list) {
         lmdm_http_respond_error(t->req, 500, "internal", "bad list");
@@ -261,7 +242,7 @@ static void list_enrollments(lmdm_tenant_ctx_t *t)
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", t->limit);
     const char *p[] = {t->tenant, after, lmdm_arena_strdup(t->req->arena, lim)};
-    run(t, &st_enrollments, p, enrollments_done);
+    lmdm_tenant_query(t, &st_enrollments, p, enrollments_done);
 }
 
 /* 404 for unknown or foreign, 410 for ended; 0 if active. */
@@ -288,7 +269,7 @@ static int enrollment_state_answer(lmdm_tenant_ctx_t *t, PGresult *res, int send
 static void enrollment_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     enrollment_state_answer(t, res, 1);
 }
 
@@ -300,13 +281,13 @@ static void get_enrollment(lmdm_tenant_ctx_t *t)
         return;
     }
     const char *p[] = {t->tenant, id};
-    run(t, &st_enrollment, p, enrollment_done);
+    lmdm_tenant_query(t, &st_enrollment, p, enrollment_done);
 }
 
 static void leave_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     const char *code = PQgetvalue(res, 0, 0);
     if (strcmp(code, "not_found") == 0) not_found(t->req, "enrollment");
     else if (strcmp(code, "not_active") == 0)
@@ -323,7 +304,7 @@ static void delete_enrollment(lmdm_tenant_ctx_t *t)
         return;
     }
     const char *p[] = {t->tenant, id};
-    run(t, &st_leave, p, leave_done);
+    lmdm_tenant_query(t, &st_leave, p, leave_done);
 }
 
 /* ---- commands ---- */
@@ -351,7 +332,7 @@ static json_t *command_row(const lmdm_tenant_ctx_t *t, PGresult *res, int i)
 static void command_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     if (PQntuples(res) == 0) {
         not_found(t->req, "command");
         return;
@@ -369,7 +350,7 @@ static void get_command(lmdm_tenant_ctx_t *t)
         return;
     }
     const char *p[] = {t->tenant, id, NULL, NULL, "1"};
-    run(t, &st_commands, p, command_done);
+    lmdm_tenant_query(t, &st_commands, p, command_done);
 }
 
 static void commands_list_done(void *arg, int err, PGresult *res);
@@ -377,7 +358,7 @@ static void commands_list_done(void *arg, int err, PGresult *res);
 static void commands_enrollment_checked(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
         not_found(t->req, "enrollment");
         return;
@@ -385,13 +366,13 @@ static void commands_enrollment_checked(void *arg, int err, PGresult *res)
     char lim[16];
     snprintf(lim, sizeof(lim), "%d", t->limit);
     const char *p[] = {t->tenant, NULL, t->req->params[0], t->cursor, lmdm_arena_strdup(t->req->arena, lim)};
-    run(t, &st_commands, p, commands_list_done);
+    lmdm_tenant_query(t, &st_commands, p, commands_list_done);
 }
 
 static void commands_list_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     json_t *list = json_array();
     for (int i = 0; i < PQntuples(res); i++) {
         json_t *c = command_row(t, res, i);
@@ -416,13 +397,13 @@ static void list_commands(lmdm_tenant_ctx_t *t)
         return;
     }
     const char *p[] = {t->tenant, t->req->params[0]};
-    run(t, &st_enrollment, p, commands_enrollment_checked);
+    lmdm_tenant_query(t, &st_enrollment, p, commands_enrollment_checked);
 }
 
 static void cancel_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     const char *code = PQgetvalue(res, 0, 0);
     if (strcmp(code, "not_found") == 0) not_found(t->req, "command");
     else if (strcmp(code, "too_late") == 0)
@@ -438,7 +419,7 @@ static void cancel_command(lmdm_tenant_ctx_t *t)
         return;
     }
     const char *p[] = {t->tenant, t->cursor};
-    run(t, &st_cancel, p, cancel_done);
+    lmdm_tenant_query(t, &st_cancel, p, cancel_done);
 }
 
 /* ---- the command pipeline: parse, context, decide, record or enqueue ----
@@ -527,7 +508,7 @@ static void rules_stored(void *arg, int err, PGresult *res)
     json_t *body = t->out_body;
     if (err) {
         json_decref(body);
-        db_failed(t, err, res);
+        lmdm_tenant_db_failed(t, err, res);
         return;
     }
     t->finish(t);
@@ -551,7 +532,7 @@ static void finish_with_rules(lmdm_tenant_ctx_t *t, int status, json_t *body)
 static void enqueue_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     const char *code = PQgetvalue(res, 0, 0);
     const lmdm_tenant_command_t *c = &t->cmd;
     if (strcmp(code, "ok") == 0) {
@@ -583,7 +564,7 @@ static void enqueue_done(void *arg, int err, PGresult *res)
 static void recorded(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     if (t->verdict.kind == LMDM_POLICY_BLOCK) {
         outcome(t, 403, verdict_body(&t->verdict, t->cmd.request_type));
         return;
@@ -598,7 +579,7 @@ static void recorded(void *arg, int err, PGresult *res)
 static void retired(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     if (strcmp(PQgetvalue(res, 0, 0), "ok") != 0) {
         outcome(t, 410, error_body("gone", "this enrollment has ended"));
         return;
@@ -610,7 +591,7 @@ static void retired(void *arg, int err, PGresult *res)
 static void context_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     const char *code = PQgetisnull(res, 0, 0) ? "not_found" : PQgetvalue(res, 0, 0);
     if (strcmp(code, "ok") != 0) {
         if (strcmp(code, "gone") == 0) outcome(t, 410, error_body("gone", "this enrollment has ended"));
@@ -643,7 +624,7 @@ static void context_done(void *arg, int err, PGresult *res)
     }
     if (t->verdict.retire) {
         const char *p[] = {t->tenant, t->pseudonym, c->tenant_uuid};
-        run(t, &st_retire, p, retired);
+        lmdm_tenant_query(t, &st_retire, p, retired);
         return;
     }
     if (t->verdict.kind == LMDM_POLICY_BLOCK || t->verdict.kind == LMDM_POLICY_MERGE) {
@@ -652,14 +633,14 @@ static void context_done(void *arg, int err, PGresult *res)
         const char *p[] = {t->tenant, t->pseudonym, c->request_type, lmdm_policy_kind_name(t->verdict.kind),
                            t->verdict.reason, t->verdict.payload_index >= 0 ? lmdm_arena_strdup(a, idx) : NULL,
                            t->verdict.payload_type, c->tenant_uuid, detail_p};
-        run(t, &st_record, p, recorded);
+        lmdm_tenant_query(t, &st_record, p, recorded);
         return;
     }
     const char *p[] = {t->tenant,        t->pseudonym,  t->api_id,     t->broker_uuid,
                        c->tenant_uuid,   c->request_type, c->payload,  c->entity_kind,
                        c->entity,        c->entity_op,  t->no_push ? "true" : "false",
                        lmdm_policy_kind_name(t->verdict.kind), detail_p};
-    run(t, &st_enqueue, p, enqueue_done);
+    lmdm_tenant_query(t, &st_enqueue, p, enqueue_done);
 }
 
 /* Parse the body into t->cmd with fresh broker ids; 0, or -1 with the
@@ -710,7 +691,7 @@ static void command_for(lmdm_tenant_ctx_t *t, const char *pseudonym)
         return;
     }
     const char *p[] = {t->tenant, pseudonym};
-    run(t, &st_context, p, context_done);
+    lmdm_tenant_query(t, &st_context, p, context_done);
 }
 
 static void respond_outcome(lmdm_tenant_ctx_t *t) { respond_json(t->req, t->out_status, t->out_body); }
@@ -791,7 +772,7 @@ static void nano_enqueue(lmdm_tenant_ctx_t *t)
 static void webhook_set_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     lmdm_http_respond(t->req, 204, NULL, NULL, 0);
 }
 
@@ -815,19 +796,19 @@ static void put_webhook(lmdm_tenant_ctx_t *t)
     }
     const char *p[] = {t->tenant, lmdm_arena_strdup(t->req->arena, url), f ? lmdm_arena_strdup(t->req->arena, f) : NULL};
     json_decref(j);
-    run(t, &st_webhook_set, p, webhook_set_done);
+    lmdm_tenant_query(t, &st_webhook_set, p, webhook_set_done);
 }
 
 static void delete_webhook(lmdm_tenant_ctx_t *t)
 {
     const char *p[] = {t->tenant, NULL, NULL};
-    run(t, &st_webhook_set, p, webhook_set_done);
+    lmdm_tenant_query(t, &st_webhook_set, p, webhook_set_done);
 }
 
 static void webhook_get_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (db_failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     if (PQntuples(res) == 0) {
         not_found(t->req, "tenant");
         return;
@@ -843,7 +824,7 @@ static void webhook_get_done(void *arg, int err, PGresult *res)
 static void get_webhook(lmdm_tenant_ctx_t *t)
 {
     const char *p[] = {t->tenant};
-    run(t, &st_webhook_get, p, webhook_get_done);
+    lmdm_tenant_query(t, &st_webhook_get, p, webhook_get_done);
 }
 
 /* ---- routes ---- */

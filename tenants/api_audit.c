@@ -22,7 +22,10 @@
 #include "lmdm/tenant_api.h"
 
 #define AUDIT_PAGE_MAX 1000
-#define EXPORT_MAX 200000 /* entries per export request; larger ledgers: `lmdm audit export` */
+/* Entries one API export may hold: it is built on the worker's event loop in one go
+ * (about 12 MB and tens of milliseconds at this size); larger ledgers are
+ * exported with `lmdm audit export`, which streams from its own connection. */
+#define EXPORT_MAX 20000
 
 static const lmdm_db_stmt_t st_entries = {
     "a_entries",
@@ -88,18 +91,6 @@ static int word_param(lmdm_http_req_t *req, const char *name, const char **out)
     return 0;
 }
 
-static int failed(lmdm_tenant_ctx_t *t, int err, PGresult *res)
-{
-    if (!err) return 0;
-    if (err == LMDM_ERR_DB) {
-        lmdm_error("audit: %s", res ? PQresultErrorMessage(res) : "?");
-        lmdm_http_respond_error(t->req, 500, "internal", "database error");
-    } else {
-        lmdm_http_respond_unavailable(t->req);
-    }
-    return 1;
-}
-
 /* The tenant filter: a tenant's key sees its own entries; the global key all,
  * or one tenant with ?tenant=. NULL (all) or the id as text; "" when a 400 was
  * sent. */
@@ -119,7 +110,7 @@ static const char *tenant_filter(lmdm_tenant_ctx_t *t)
 static void entries_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     lmdm_buf_t b = {0};
     lmdm_buf_puts(&b, "{\"entries\":[");
     int64_t last = -1;
@@ -160,7 +151,7 @@ static void list_entries(lmdm_tenant_ctx_t *t)
     snprintf(a, sizeof a, "%lld", after);
     snprintf(l, sizeof l, "%lld", limit);
     const char *p[] = {lmdm_arena_strdup(req->arena, a), tenant, since, until, rt, decision, lmdm_arena_strdup(req->arena, l)};
-    if (lmdm_db_query(req->worker->db, &st_entries, 7, p, entries_done, t) != 0) lmdm_http_respond_unavailable(req);
+    lmdm_tenant_query(t, &st_entries, p, entries_done);
 }
 
 /* ---- GET /v1/audit/checkpoints ---- */
@@ -168,7 +159,7 @@ static void list_entries(lmdm_tenant_ctx_t *t)
 static void checkpoints_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     lmdm_buf_t b = {0};
     lmdm_buf_puts(&b, "{\"checkpoints\":[");
     for (int i = 0; i < PQntuples(res); i++) {
@@ -194,8 +185,7 @@ static void list_checkpoints(lmdm_tenant_ctx_t *t)
     snprintf(a, sizeof a, "%lld", after);
     snprintf(l, sizeof l, "%lld", limit ? limit : 100);
     const char *p[] = {lmdm_arena_strdup(t->req->arena, a), lmdm_arena_strdup(t->req->arena, l)};
-    if (lmdm_db_query(t->req->worker->db, &st_checkpoints, 2, p, checkpoints_done, t) != 0)
-        lmdm_http_respond_unavailable(t->req);
+    lmdm_tenant_query(t, &st_checkpoints, p, checkpoints_done);
 }
 
 /* ---- GET /v1/audit/export: entries, then every checkpoint after its entry ---- */
@@ -203,7 +193,7 @@ static void list_checkpoints(lmdm_tenant_ctx_t *t)
 static void export_checkpoints(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (failed(t, err, res)) {
+    if (lmdm_tenant_db_failed(t, err, res)) {
         PQclear(t->held);
         return;
     }
@@ -242,7 +232,7 @@ static void export_checkpoints(void *arg, int err, PGresult *res)
 static void export_entries(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     if (PQntuples(res) > EXPORT_MAX) {
         lmdm_http_respond_error(t->req, 413, "export_too_large",
                                 "the ledger is larger than one API export; the operator's `lmdm audit export` writes it whole");
@@ -268,8 +258,7 @@ static void export(lmdm_tenant_ctx_t *t)
     char l[24];
     snprintf(l, sizeof l, "%d", EXPORT_MAX + 1);
     const char *p[] = {"0", tenant, NULL, NULL, NULL, NULL, lmdm_arena_strdup(t->req->arena, l)};
-    if (lmdm_db_query(t->req->worker->db, &st_entries, 7, p, export_entries, t) != 0)
-        lmdm_http_respond_unavailable(t->req);
+    lmdm_tenant_query(t, &st_entries, p, export_entries);
 }
 
 /* ---- GET /v1/audit/key (public) ---- */

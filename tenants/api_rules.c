@@ -32,27 +32,10 @@ static const char *section_of(lmdm_http_req_t *req)
     return NULL;
 }
 
-static int failed(lmdm_tenant_ctx_t *t, int err, PGresult *res)
-{
-    if (!err) return 0;
-    if (err == LMDM_ERR_DB) {
-        lmdm_error("tenant %lld: rules: %s", (long long)t->tenant_id, res ? PQresultErrorMessage(res) : "?");
-        lmdm_http_respond_error(t->req, 500, "internal", "database error");
-    } else {
-        lmdm_http_respond_unavailable(t->req);
-    }
-    return 1;
-}
-
-static void query(lmdm_tenant_ctx_t *t, const lmdm_db_stmt_t *st, const char *const *p, lmdm_db_result_cb cb)
-{
-    if (lmdm_db_query(t->req->worker->db, st, st->nparams, p, cb, t) != 0) lmdm_http_respond_unavailable(t->req);
-}
-
 static void put_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     if (strcmp(PQgetvalue(res, 0, 0), "absent") == 0) {
         lmdm_http_respond_error(t->req, 404, "not_found", "no rule of this section to delete");
         return;
@@ -94,7 +77,7 @@ static void put_rule(lmdm_tenant_ctx_t *t)
     t->cursor = lmdm_arena_strdup(req->arena, text ? text : "{}");
     free(text);
     const char *p[] = {t->tenant, section, t->cursor};
-    query(t, &st_put, p, put_done);
+    lmdm_tenant_query(t, &st_put, p, put_done);
 }
 
 static void delete_rule(lmdm_tenant_ctx_t *t)
@@ -102,13 +85,13 @@ static void delete_rule(lmdm_tenant_ctx_t *t)
     const char *section = section_of(t->req);
     if (!section) return;
     const char *p[] = {t->tenant, section, NULL};
-    query(t, &st_put, p, put_done);
+    lmdm_tenant_query(t, &st_put, p, put_done);
 }
 
 static void get_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     if (PQntuples(res) == 0) {
         lmdm_http_respond_error(t->req, 404, "not_found", "no rule of this section");
         return;
@@ -127,13 +110,13 @@ static void get_rule(lmdm_tenant_ctx_t *t)
     const char *section = section_of(t->req);
     if (!section) return;
     const char *p[] = {t->tenant, section};
-    query(t, &st_get, p, get_done);
+    lmdm_tenant_query(t, &st_get, p, get_done);
 }
 
 static void compliance_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
-    if (failed(t, err, res)) return;
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     const char *code = PQgetisnull(res, 0, 0) ? "not_found" : PQgetvalue(res, 0, 0);
     if (strcmp(code, "not_found") == 0) lmdm_http_respond_error(t->req, 404, "not_found", "no such enrollment");
     else if (strcmp(code, "gone") == 0) lmdm_http_respond_error(t->req, 410, "gone", "this enrollment has ended");
@@ -143,7 +126,7 @@ static void compliance_done(void *arg, int err, PGresult *res)
 static void get_compliance(lmdm_tenant_ctx_t *t)
 {
     const char *p[] = {t->tenant, t->req->params[0]};
-    query(t, &st_compliance, p, compliance_done);
+    lmdm_tenant_query(t, &st_compliance, p, compliance_done);
 }
 
 static void h_put(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", put_rule); }

@@ -65,16 +65,30 @@ static int key_id(const char *key, char id[13])
     return 0;
 }
 
+int lmdm_tenant_db_failed(lmdm_tenant_ctx_t *t, int err, PGresult *res)
+{
+    if (!err) return 0;
+    if (err == LMDM_ERR_DB) {
+        lmdm_error("tenant %lld: %s: %s", (long long)t->tenant_id, t->req->route->name,
+                   res ? PQresultErrorMessage(res) : "?");
+        lmdm_http_respond_error(t->req, 500, "internal", "database error");
+    } else {
+        lmdm_http_respond_unavailable(t->req);
+    }
+    return 1;
+}
+
+void lmdm_tenant_query(lmdm_tenant_ctx_t *t, const lmdm_db_stmt_t *st, const char *const *params,
+                       lmdm_db_result_cb cb)
+{
+    if (lmdm_db_query(t->req->worker->db, st, st->nparams, params, cb, t) != 0) lmdm_http_respond_unavailable(t->req);
+}
+
 static void key_looked_up(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
     lmdm_http_req_t *req = t->req;
-    if (err) {
-        if (err == LMDM_ERR_DB) lmdm_error("api key lookup: %s", res ? PQresultErrorMessage(res) : "?");
-        if (err == LMDM_ERR_DB) lmdm_http_respond_error(req, 500, "internal", "database error");
-        else lmdm_http_respond_unavailable(req);
-        return;
-    }
+    if (lmdm_tenant_db_failed(t, err, res)) return;
     char hash[65];
     lmdm_secrets_token_hash(req->worker->app->secrets, "api-key", t->cursor, hash);
     t->cursor = NULL;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "lmdm/config.h"
+#include "lmdm/db.h"
 #include "lmdm/http.h"
 #include "lmdm/router.h"
 #include "lmdm/secrets.h"
@@ -48,6 +49,15 @@ typedef struct lmdm_tenant_ctx {
  * revoked key or disabled tenant; 403 wrong role; 429 over the rate limit;
  * 503 without a configured secret_key. */
 void lmdm_tenant_begin(lmdm_http_req_t *req, const char *need_role, void (*next)(lmdm_tenant_ctx_t *));
+
+/** Run one statement for a tenant request; answers 503 itself when the
+ * database is away (the callback is then never called). */
+void lmdm_tenant_query(lmdm_tenant_ctx_t *t, const lmdm_db_stmt_t *st, const char *const *params,
+                       lmdm_db_result_cb cb);
+
+/** In a database callback: 0 if err is 0; otherwise answer (503 while the
+ * database is away, 500 with the error logged on a server error) and 1. */
+int lmdm_tenant_db_failed(lmdm_tenant_ctx_t *t, int err, PGresult *res);
 
 /** Query parameter `name` of the request (not percent-decoded: the API's
  * parameters are ids, numbers and times; callers validate them), "" for a

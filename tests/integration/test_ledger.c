@@ -54,24 +54,8 @@ static const char *exec_err(PGconn *c, const char *sql)
     return buf;
 }
 
-static const char *scalar(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *scalar(const char *fmt, ...)
-{
-    static char buf[4096];
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(db, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "SQL failed: %s\n%s\n", sql, PQresultErrorMessage(r));
-        exit(1);
-    }
-    snprintf(buf, sizeof buf, "%s", PQntuples(r) < 1 ? "(none)" : PQgetisnull(r, 0, 0) ? "(null)" : PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return buf;
-}
+/* The first column of the first row of a query (testdb_scalar). */
+#define scalar(...) testdb_scalar(db, __VA_ARGS__)
 
 static long scalar_long(const char *sql) { return atol(scalar("%s", sql)); }
 

@@ -52,28 +52,8 @@ typedef struct sink {
 /* A statement that must succeed (the test stops otherwise). */
 #define exec_ok(...) testdb_exec_ok(db, __VA_ARGS__)
 
-/* First column of the first row, or "(null)" / "(none)". */
-static const char *scalar(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static const char *scalar(const char *fmt, ...)
-{
-    static char buf[4096];
-    char sql[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(db, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "SQL failed: %s\n%s\n", sql, PQresultErrorMessage(r));
-        exit(1);
-    }
-    if (PQntuples(r) < 1)
-        snprintf(buf, sizeof buf, "(none)");
-    else
-        snprintf(buf, sizeof buf, "%s", PQgetisnull(r, 0, 0) ? "(null)" : PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return buf;
-}
+/* The first column of the first row of a query (testdb_scalar). */
+#define scalar(...) testdb_scalar(db, __VA_ARGS__)
 
 static long scalar_long(const char *sql)
 {

@@ -87,11 +87,36 @@ static void conninfo_with_db(const char *dbname, char *out, size_t outlen)
     PQconninfoFree(opts);
 }
 
-static void exec_ok(PGconn *c, const char *sql)
+/* Run a formatted statement; its result, or exit(1) with the server's error. */
+static PGresult *vquery(PGconn *c, const char *fmt, va_list ap)
 {
+    char sql[8192];
+    vsnprintf(sql, sizeof sql, fmt, ap);
     PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) die("%s: %s", sql, PQresultErrorMessage(r));
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        die("SQL failed: %s\n%s", sql, PQresultErrorMessage(r));
+    return r;
+}
+
+void testdb_exec_ok(PGconn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    PQclear(vquery(c, fmt, ap));
+    va_end(ap);
+}
+
+const char *testdb_scalar(PGconn *c, const char *fmt, ...)
+{
+    static char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    PGresult *r = vquery(c, fmt, ap);
+    va_end(ap);
+    snprintf(buf, sizeof buf, "%s",
+             PQntuples(r) < 1 ? "(none)" : PQgetisnull(r, 0, 0) ? "(null)" : PQgetvalue(r, 0, 0));
     PQclear(r);
+    return buf;
 }
 
 void testdb_create(char *out, size_t outlen)
@@ -107,7 +132,7 @@ void testdb_create(char *out, size_t outlen)
     /* template0: nobody is ever connected to it, so concurrent tests cannot
      * make CREATE DATABASE fail with "source database is being accessed". */
     snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\" TEMPLATE template0 ENCODING 'UTF8'", name);
-    exec_ok(c, sql);
+    testdb_exec_ok(c, "%s", sql);
     PQfinish(c);
     conninfo_with_db(name, out, outlen);
 }
@@ -129,21 +154,6 @@ void testdb_drop(const char *conninfo)
     PGconn *c = connect_server();
     char sql[128];
     snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)", name);
-    exec_ok(c, sql);
+    testdb_exec_ok(c, "%s", sql);
     PQfinish(c);
-}
-
-void testdb_exec_ok(PGconn *c, const char *fmt, ...)
-{
-    char sql[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "SQL failed: %s\n%s\n", sql, PQresultErrorMessage(r));
-        exit(1);
-    }
-    PQclear(r);
 }

@@ -23,4 +23,8 @@ struct pg_conn;
  * print it with the server's error and exit(1). */
 void testdb_exec_ok(struct pg_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/** The first column of the first row of a printf-formatted query ("(none)"
+ * without a row, "(null)" for NULL), in a static buffer; exit(1) on error. */
+const char *testdb_scalar(struct pg_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif
