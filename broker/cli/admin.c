@@ -4,6 +4,7 @@
  *   lmdm key issue --tenant ID|--global --role admin|auditor | list [--tenant ID] | revoke KEYID
  * They talk to the database directly (blocking libpq): run them as the
  * broker's user, with its config. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,12 +63,9 @@ static int admin_opts(int argc, char **argv, admin_opts_t *o, const char *help)
         switch (ch) {
         case 'c': o->config = optarg; break;
         case 't': {
-            char *end;
-            o->tenant = strtol(optarg, &end, 10);
-            if (*end || o->tenant <= 0) {
-                fprintf(stderr, "lmdm: --tenant must be a tenant id (a positive number)\n");
-                return -1;
-            }
+            long long id;
+            if (lmdm_cli_tenant_id(optarg, NULL, &id) != 0) return -1;
+            o->tenant = (long)id;
             break;
         }
         case 'g': o->global = 1; break;
@@ -77,6 +75,20 @@ static int admin_opts(int argc, char **argv, admin_opts_t *o, const char *help)
         default: fputs(help, stderr); return -1;
         }
     }
+    return 0;
+}
+
+int lmdm_cli_tenant_id(const char *arg, const char *who, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (!*arg || *end || errno || v <= 0) {
+        fprintf(stderr, "lmdm%s%s: --tenant must be a tenant id (a positive number), not \"%.40s\"\n", who ? " " : "",
+                who ? who : "", arg);
+        return -1;
+    }
+    *out = v;
     return 0;
 }
 

@@ -75,12 +75,9 @@ static int audit_opts(int argc, char **argv, audit_opts_t *o)
         case 'd': o->db = 1; break;
         case 'i': o->id = 1; break;
         case 't': {
-            char *end;
-            o->tenant = strtoll(optarg, &end, 10);
-            if (*end || o->tenant <= 0) {
-                fprintf(stderr, "lmdm audit: --tenant must be a tenant id (a positive number)\n");
-                return -1;
-            }
+            long long id;
+            if (lmdm_cli_tenant_id(optarg, "audit", &id) != 0) return -1;
+            o->tenant = id;
             break;
         }
         case 'a':

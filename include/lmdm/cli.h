@@ -28,6 +28,10 @@ typedef struct lmdm_cli_env {
 int lmdm_cli_env_open(lmdm_cli_env_t *env, const char *config, int needs, const char *who);
 void lmdm_cli_env_close(lmdm_cli_env_t *env);
 
+/** --tenant's argument: a positive id into *out, or -1 with a message
+ * ("lmdm <who>: ...", who may be NULL). */
+int lmdm_cli_tenant_id(const char *arg, const char *who, long long *out);
+
 /* Each takes argv from its own name on ("tenant", "add", ...) and returns the
  * process exit status (0 ok, 1 failure, 2 usage). */
 int lmdm_cli_secret(int argc, char **argv);
