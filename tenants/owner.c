@@ -717,17 +717,25 @@ static void remove_page_owner(owner_ctx_t *x)
     query(x, &st_enrollment_get, params, remove_page_done);
 }
 
-static void remove_page(lmdm_http_req_t *req)
+/* Both removal routes: the context with the enrollment's pseudonym, or NULL
+ * (answered) when the link names none. */
+static owner_ctx_t *begin_remove(lmdm_http_req_t *req)
 {
     owner_ctx_t *x = begin(req);
-    if (!x) return;
+    if (!x) return NULL;
     if (!valid_pseudonym(req->params[0])) {
         lmdm_html_respond_message(req, 404, "Nothing to remove",
                                   "No organization with this link manages this device.");
-        return;
+        return NULL;
     }
     x->pseudonym = req->params[0];
-    resolve_owner(x, remove_page_owner);
+    return x;
+}
+
+static void remove_page(lmdm_http_req_t *req)
+{
+    owner_ctx_t *x = begin_remove(req);
+    if (x) resolve_owner(x, remove_page_owner);
 }
 
 static void remove_done(void *arg, int err, PGresult *res)
@@ -778,16 +786,8 @@ static void remove_owner(owner_ctx_t *x)
 
 static void remove_post(lmdm_http_req_t *req)
 {
-    owner_ctx_t *x = begin(req);
-    if (!x) return;
-    if (!valid_pseudonym(req->params[0])) {
-        lmdm_html_respond_message(req, 404, "Nothing to remove",
-                                  "No organization with this link manages this device.");
-        return;
-    }
-    x->pseudonym = req->params[0];
-    if (!post_checks(x)) return;
-    resolve_owner(x, remove_owner);
+    owner_ctx_t *x = begin_remove(req);
+    if (x && post_checks(x)) resolve_owner(x, remove_owner);
 }
 
 /* ---- GET and POST /invite/{code} ---- */
