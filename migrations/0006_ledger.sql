@@ -9,7 +9,7 @@
 -- An entry names an enrollment by its pseudonym (what the tenant sees), never
 -- by a device identifier.
 --
--- ledger_seal: the hash chain. The broker's sealer (tenants/ledger_seal.c)
+-- ledger_seal: the hash chain. The broker's sealer (broker/audit/ledger_seal.c)
 -- takes unsealed entries in seq order, gives each the next chain position,
 -- the BLAKE2b digest of its body (a command payload or a device answer) and
 -- hash = BLAKE2b(canonical entry, body digest, previous hash). Positions are

@@ -1,6 +1,6 @@
 -- 0007: the merged passcode rule as a declaration (issue 6, item 5). On a
 -- device that supports com.apple.configuration.passcode.settings the rules
--- applier (tenants/rules_apply.c) leaves the passcode out of the broker
+-- applier (broker/rules/rules_apply.c) leaves the passcode out of the broker
 -- profile and stores one passcode declaration for the device instead; the
 -- DeclarativeManagement check-in (broker/mdm/mdm_endpoints.c) serves it with
 -- a com.apple.activation.simple activation that references it, and a

@@ -2,7 +2,7 @@
  *   PUT/GET/DELETE /v1/rules/{section}   passcode | encryption | restrictions | domains
  *   GET /v1/enrollments/{id}/compliance  this tenant's requirements, met or not
  * A rule applies to every enrollment of the tenant; the broker merges all
- * tenants' rules per device (tenants/rules_apply.c). A tenant sees only its
+ * tenants' rules per device (broker/rules/rules_apply.c). A tenant sees only its
  * own rules and whether they are met, never another tenant's. */
 #include <jansson.h>
 #include <stdlib.h>

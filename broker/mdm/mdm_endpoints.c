@@ -166,7 +166,7 @@ static void bootstrap_get_done(void *arg, int err, PGresult *res)
 
 /* DeclarativeManagement. The broker's declaration set for a device is either
  * empty (a stable token), or, on a device that takes the merged passcode as a
- * declaration (tenants/rules_apply.c, migrations/0007_declarations.sql), the
+ * declaration (broker/rules/rules_apply.c, migrations/0007_declarations.sql), the
  * passcode configuration the applier stored plus a simple activation of it.
  * The activation never changes, so its ServerToken is fixed and the set's
  * DeclarationsToken is the passcode declaration's ServerToken (a hash of its

@@ -4,13 +4,13 @@
  * migrations/0006_ledger.sql writes one `ledger` row per auditable change, in
  * the change's own transaction. Three parts live here:
  *   - the chain: the canonical hash of an entry, body digests, the checkpoint
- *     message and key id (tenants/ledger.c);
+ *     message and key id (broker/audit/ledger.c);
  *   - the export: JSON lines, one per sealed entry in chain order, each
- *     checkpoint right after the entry it signs (tenants/ledger.c), and the
+ *     checkpoint right after the entry it signs (broker/audit/ledger.c), and the
  *     verifier that reads them back, or the live database, and names the
- *     first entry that fails (tenants/ledger_verify.c);
+ *     first entry that fails (broker/audit/ledger_verify.c);
  *   - the sealer: a background thread that chains new entries and signs
- *     checkpoints (tenants/ledger_seal.c).
+ *     checkpoints (broker/audit/ledger_seal.c).
  * Nothing here keeps global state; each verifier or sealer is its own object. */
 #ifndef LMDM_LEDGER_H
 #define LMDM_LEDGER_H

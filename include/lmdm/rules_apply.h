@@ -1,7 +1,7 @@
 /* The rules applier: a background thread keeping each device's broker-owned
  * rules profile equal to the strictest merge of its tenants' rules, and
  * turning SecurityInfo answers into per-tenant compliance (see
- * tenants/rules_apply.c). One per database: a session-level advisory lock
+ * broker/rules/rules_apply.c). One per database: a session-level advisory lock
  * elects it among broker instances. */
 #ifndef LMDM_RULES_APPLY_H
 #define LMDM_RULES_APPLY_H

@@ -1,4 +1,4 @@
-/* HTML for owner pages (tenants/html.c): escaping of hostile strings and
+/* HTML for owner pages (broker/owner/html.c): escaping of hostile strings and
  * broken UTF-8, form and cookie decoding of hostile input, invitation rules
  * in words. */
 #include <iconv.h>
