@@ -27,6 +27,7 @@
 #include "lmdm/server.h"
 #include "lmdm/ledger.h"
 #include "lmdm/owner.h"
+#include "lmdm/osupdate_apply.h"
 #include "lmdm/rules_apply.h"
 #include "lmdm/tenant_api.h"
 #include "lmdm/webhook.h"
@@ -48,6 +49,9 @@ static void usage(FILE *out)
             "  secret    create the broker's master secret\n"
             "  policy    print the decision table, or decide one command offline\n"
             "  audit     verify the tamper-evident ledger, export it, print its key\n"
+            "  releases  import an OS release feed (the broker's JSON or SOFA), list releases\n"
+            "  ring      update rings: how many days after a release devices start updating\n"
+            "  osupdate  every device's OS-update plan\n"
             "  version   print the version\n"
             "  help      this text\n"
             "\n"
@@ -278,7 +282,10 @@ static int cmd_serve(int argc, char **argv)
     }
     lmdm_rules_applier_t *rules = lmdm_rules_applier_start(cfg.database_url, cfg.compliance_interval_s, err, sizeof(err));
     if (!rules) lmdm_error("%s (device-wide rules are not applied)", err);
+    lmdm_osupdate_planner_t *osu = lmdm_osupdate_planner_start(&cfg, err, sizeof(err));
+    if (!osu) lmdm_error("%s (OS updates are not planned)", err);
     rv = lmdm_server_run(srv);
+    lmdm_osupdate_planner_stop(osu);
     lmdm_rules_applier_stop(rules);
     lmdm_ledger_sealer_stop(sealer);
     lmdm_webhook_stop(webhooks);
@@ -510,6 +517,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "secret") == 0) return lmdm_cli_secret(argc - 1, argv + 1);
     if (strcmp(cmd, "policy") == 0) return lmdm_cli_policy(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0) return lmdm_cli_audit(argc - 1, argv + 1);
+    if (strcmp(cmd, "releases") == 0) return lmdm_cli_releases(argc - 1, argv + 1);
+    if (strcmp(cmd, "ring") == 0) return lmdm_cli_ring(argc - 1, argv + 1);
+    if (strcmp(cmd, "osupdate") == 0) return lmdm_cli_osupdate(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("lmdm %s\n", LMDM_VERSION);
         return 0;

@@ -9,6 +9,7 @@
 #include "lmdm/tenant_api.h"
 
 #include <jansson.h>
+#include <plist/plist.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,8 @@
 #include "lmdm/log.h"
 #include "lmdm/mdm.h"
 #include "lmdm/policy.h"
+#include "lmdm/osupdate_apply.h"
+#include "lmdm/osupdate_json.h"
 #include "lmdm/rules_json.h"
 #include "lmdm/server.h"
 #include "lmdm/tenant_command.h"
@@ -43,6 +46,7 @@ static const lmdm_db_stmt_t st_context = {
     "FROM tenant_policy_context($1, $2)",
     2};
 static const lmdm_db_stmt_t st_rules_put = {"t_rules_put", "SELECT enrollment_rules_put_many($1, $2, $3::jsonb)", 3};
+static const lmdm_db_stmt_t st_osu_put = {"t_osu_put", "SELECT enrollment_osupdate_put($1, $2, $3::jsonb)", 3};
 static const lmdm_db_stmt_t st_retire = {"t_retire", "SELECT tenant_retire($1, $2, $3)", 3};
 static const lmdm_db_stmt_t st_record = {
     "t_record", "SELECT decision_record($1, $2, $3, $4, $5, $6::integer, $7, $8, $9::jsonb)", 9};
@@ -518,12 +522,12 @@ static void finish_with_rules(lmdm_tenant_ctx_t *t, int status, json_t *body)
 {
     t->out_status = status;
     t->out_body = body;
-    if (!t->rules_json) {
+    if (!t->rules_json && !t->osupdate_json) {
         t->finish(t);
         return;
     }
-    const char *p[] = {t->tenant, t->pseudonym, t->rules_json};
-    if (lmdm_db_query(t->req->worker->db, &st_rules_put, 3, p, rules_stored, t) != 0) {
+    const char *p[] = {t->tenant, t->pseudonym, t->rules_json ? t->rules_json : t->osupdate_json};
+    if (lmdm_db_query(t->req->worker->db, t->rules_json ? &st_rules_put : &st_osu_put, 3, p, rules_stored, t) != 0) {
         json_decref(body);
         lmdm_http_respond_unavailable(t->req);
     }
@@ -588,6 +592,32 @@ static void retired(void *arg, int err, PGresult *res)
                               "decision", "retire", "state", "removed", "message", t->verdict.explain));
 }
 
+/* A ScheduleOSUpdate is never forwarded: it becomes this enrollment's
+ * OS-update requirement (lmdm/osupdate_json.h), which the broker's plan
+ * merges with every other tenant's. The rule's JSON (arena), or NULL with
+ * the reason. */
+static const char *schedule_rule(lmdm_tenant_ctx_t *t, char *err, size_t errlen)
+{
+    plist_t root = NULL;
+    plist_from_xml(t->cmd.payload, (uint32_t)strlen(t->cmd.payload), &root);
+    plist_t cmd = root ? plist_dict_get_item(root, "Command") : NULL;
+    int64_t now = lmdm_osupdate_now(t->req->worker->config);
+    lmdm_osu_rule_t r;
+    const char *out = NULL;
+    if (!cmd) {
+        snprintf(err, errlen, "the command cannot be read");
+    } else if (lmdm_osu_rule_from_command(cmd, (now < 0 ? 0 : now) / 86400, &r, err, errlen) == 0) {
+        json_t *j = lmdm_osu_rule_to_json(&r);
+        char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(j);
+        out = s ? lmdm_arena_strdup(t->req->arena, s) : NULL;
+        free(s);
+        if (!out) snprintf(err, errlen, "out of memory");
+    }
+    plist_free(root);
+    return out;
+}
+
 static void context_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
@@ -621,6 +651,14 @@ static void context_done(void *arg, int err, PGresult *res)
         }
         t->rules_json = lmdm_arena_strdup(a, rules);
         free(rules);
+    }
+    if (t->verdict.kind == LMDM_POLICY_MERGE && strcmp(c->request_type, "ScheduleOSUpdate") == 0) {
+        char oerr[256];
+        t->osupdate_json = schedule_rule(t, oerr, sizeof oerr);
+        if (!t->osupdate_json) {
+            outcome(t, 400, error_body("bad_command", oerr));
+            return;
+        }
     }
     if (t->verdict.retire) {
         const char *p[] = {t->tenant, t->pseudonym, c->tenant_uuid};
@@ -682,6 +720,7 @@ static void command_for(lmdm_tenant_ctx_t *t, const char *pseudonym)
 {
     t->pseudonym = pseudonym;
     t->rules_json = NULL;
+    t->osupdate_json = NULL;
     if (!is_pseudonym(pseudonym)) {
         outcome(t, 404, error_body("not_found", "no such enrollment"));
         return;
@@ -862,6 +901,7 @@ int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg)
     rv |= lmdm_router_add(r, "GET", "/v1/webhook", "v1_webhook", h_get_webhook, 1024);
     rv |= lmdm_router_add(r, "DELETE", "/v1/webhook", "v1_webhook_delete", h_delete_webhook, 1024);
     rv |= lmdm_tenant_rules_routes(r);
+    rv |= lmdm_tenant_osupdate_routes(r);
     rv |= lmdm_audit_routes(r);
     return rv ? LMDM_ERR_INVALID : 0;
 }

@@ -1,5 +1,6 @@
 /* The tenant API for device-wide rules (DESIGN.md flow 5):
  *   PUT/GET/DELETE /v1/rules/{section}   passcode | encryption | restrictions | domains
+ *                                        (osupdate: tenants/api_osupdate.c)
  *   GET /v1/enrollments/{id}/compliance  this tenant's requirements, met or not
  * A rule applies to every enrollment of the tenant; the broker merges all
  * tenants' rules per device (broker/rules/rules_apply.c). A tenant sees only its
@@ -28,7 +29,7 @@ static const char *section_of(lmdm_http_req_t *req)
 {
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
         if (strcmp(req->params[0], sections[i]) == 0) return sections[i];
-    lmdm_http_respond_error(req, 404, "not_found", "no such rule section (passcode, encryption, restrictions, domains)");
+    lmdm_http_respond_error(req, 404, "not_found", "no such rule section (passcode, encryption, restrictions, domains, osupdate)");
     return NULL;
 }
 
@@ -129,9 +130,21 @@ static void get_compliance(lmdm_tenant_ctx_t *t)
     lmdm_tenant_query(t, &st_compliance, p, compliance_done);
 }
 
-static void h_put(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", put_rule); }
-static void h_get(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", get_rule); }
-static void h_delete(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", delete_rule); }
+/* OS updates are a section of their own (tenants/api_osupdate.c). */
+static int is_osupdate(const lmdm_http_req_t *req) { return strcmp(req->params[0], "osupdate") == 0; }
+
+static void h_put(lmdm_http_req_t *req)
+{
+    lmdm_tenant_begin(req, "admin", is_osupdate(req) ? lmdm_tenant_osupdate_rule : put_rule);
+}
+static void h_get(lmdm_http_req_t *req)
+{
+    lmdm_tenant_begin(req, "admin", is_osupdate(req) ? lmdm_tenant_osupdate_rule : get_rule);
+}
+static void h_delete(lmdm_http_req_t *req)
+{
+    lmdm_tenant_begin(req, "admin", is_osupdate(req) ? lmdm_tenant_osupdate_rule : delete_rule);
+}
 static void h_compliance(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", get_compliance); }
 
 int lmdm_tenant_rules_routes(lmdm_router_t *r)

@@ -17,12 +17,15 @@
 #include "lmdm/config.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lmdm/tzfile.h"
 
 #ifndef LMDM_DEFAULT_MIGRATIONS_DIR
 #define LMDM_DEFAULT_MIGRATIONS_DIR "migrations"
@@ -66,6 +69,8 @@ typedef struct {
 } cfg_key_t;
 
 static bool check_listen(const char *v, char *why, size_t whylen);
+static bool check_timezone(const char *v, char *why, size_t whylen);
+static bool check_hhmm(const char *v, char *why, size_t whylen);
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
@@ -193,6 +198,19 @@ static const cfg_key_t keys[] = {
      .help = "sign the audit ledger's chain head (a checkpoint) after at most this many new entries"},
     {.name = "ledger_checkpoint_interval", SECS(ledger_checkpoint_interval_s), .def = 60, .min = 1, .max = 24 * 3600,
      .help = "sign the audit ledger's chain head at most this long after a new entry was sealed"},
+    /* OS updates */
+    {.name = "osupdate_timezone", STRING(osupdate_timezone), .def_str = "UTC", .check = check_timezone,
+     .check_desc = "a tz database zone name",
+     .help = "time zone of a device whose owner chose none: install times and deadlines are its local times"},
+    {.name = "osupdate_install_time", STRING(osupdate_install_time), .def_str = "02:00", .check = check_hhmm,
+     .check_desc = "HH:MM",
+     .help = "local time of day at which OS updates install and deadlines fall (the owner may pick another)"},
+    {.name = "release_feed_url", STRING(release_feed_url), .def_str = "",
+     .help = "OS release feed to poll (the broker's JSON or SOFA, e.g. https://sofafeed.macadmins.io/v2/ios_data_feed.json); \"\" = `lmdm releases import` only"},
+    {.name = "release_feed_interval", SECS(release_feed_interval_s), .def = 6 * 3600, .min = 60, .max = 7 * 24 * 3600,
+     .help = "how often release_feed_url is fetched"},
+    {.name = "osupdate_clock_file", STRING(osupdate_clock_file), .def_str = "",
+     .help = "testing only: a file holding the OS-update planner's current time (YYYY-MM-DDThh:mm:ssZ), read on every turn; \"\" = the system clock"},
 };
 
 #define NKEYS LMDM_ARRAY_LEN(keys)
@@ -317,6 +335,24 @@ static const char *type_expect(cfg_type_t t)
 }
 
 /* ---- validators for string keys ---- */
+
+static bool check_timezone(const char *v, char *why, size_t whylen)
+{
+    char posix[128];
+    if (lmdm_tzfile_rule(v, posix, sizeof posix, why, whylen) == 0) return true;
+    return false;
+}
+
+static bool check_hhmm(const char *v, char *why, size_t whylen)
+{
+    if (strlen(v) == 5 && v[2] == ':' && isdigit((unsigned char)v[0]) && isdigit((unsigned char)v[1]) &&
+        isdigit((unsigned char)v[3]) && isdigit((unsigned char)v[4])) {
+        int h = (v[0] - '0') * 10 + (v[1] - '0'), m = (v[3] - '0') * 10 + (v[4] - '0');
+        if (h < 24 && m < 60) return true;
+    }
+    snprintf(why, whylen, "'%s' is not a time of day (HH:MM, 00:00 to 23:59)", v);
+    return false;
+}
 
 static bool check_port(const char *p, char *why, size_t whylen)
 {

@@ -11,10 +11,12 @@
 #include <plist/plist.h>
 
 #include "lmdm/db.h"
+#include "lmdm/ddm_status.h"
 #include "lmdm/enroll.h"
 #include "lmdm/log.h"
 #include "lmdm/mdm.h"
 #include "lmdm/mdm_auth.h"
+#include "lmdm/osupdate_apply.h"
 #include "lmdm/rules_profile.h"
 #include "lmdm/seen.h"
 #include "lmdm/server.h"
@@ -40,7 +42,9 @@ static const lmdm_db_stmt_t st_bootstrap_get = {
     "mdm_bootstrap_get", "SELECT code, encode(token, 'hex') FROM mdm_bootstrap_get($1, $2)", 2};
 static const lmdm_db_stmt_t st_device_for = {"mdm_device_for", "SELECT p_code FROM mdm_device_for($1, $2)", 2};
 static const lmdm_db_stmt_t st_declarations = {
-    "mdm_declarations", "SELECT code, token, declaration, changed_at FROM mdm_declarations($1, $2)", 2};
+    "mdm_declarations_all",
+    "SELECT code, token, declaration, changed_at, osu_token, osu_declaration FROM mdm_declarations_all($1, $2)", 2};
+static const lmdm_db_stmt_t st_ddm_status = {"mdm_ddm_status", "SELECT mdm_ddm_status($1, $2, $3::jsonb)", 3};
 static const lmdm_db_stmt_t st_connect = {
     "mdm_connect", "SELECT code, command_uuid, payload FROM mdm_connect($1, $2, $3, $4, $5::uuid, $6)", 6};
 
@@ -164,17 +168,21 @@ static void bootstrap_get_done(void *arg, int err, PGresult *res)
     plist_free(d);
 }
 
-/* DeclarativeManagement. The broker's declaration set for a device is either
- * empty (a stable token), or, on a device that takes the merged passcode as a
- * declaration (broker/rules/rules_apply.c, migrations/0007_declarations.sql), the
- * passcode configuration the applier stored plus a simple activation of it.
- * The activation never changes, so its ServerToken is fixed and the set's
- * DeclarationsToken is the passcode declaration's ServerToken (a hash of its
- * content). User channels get the empty set: the passcode is device-wide. */
+/* DeclarativeManagement. The broker's declaration set for a device holds at
+ * most two configurations of its own, each with a content-hash ServerToken:
+ *   - the merged passcode (broker/rules/rules_apply.c, 0007), on a device
+ *     that takes it as a declaration;
+ *   - the OS-update enforcement (broker/osupdate/osupdate_apply.c, 0008),
+ *     with a status subscription to the OS version and the update's
+ *     progress, so the device reports when it is done;
+ * and one simple activation of what is there. An empty set has a stable
+ * token. The set's DeclarationsToken joins the configurations' tokens, so
+ * it changes whenever one does. User channels get the empty set: both are
+ * device-wide. */
 #define DDM_TOKEN "lmdm-declarations-0"
-#define DDM_ACTIVATION_TOKEN "lmdm-activation-1"
 #define DDM_PASSCODE_ID LMDM_RULES_DECL_PASSCODE_ID
 #define DDM_ACTIVATION_ID LMDM_RULES_DECL_ACTIVATION_ID
+#define DDM_STATUS_TOKEN "lmdm-status-1"
 
 static void respond_json(lmdm_http_req_t *req, json_t *j)
 {
@@ -188,16 +196,78 @@ static void respond_json(lmdm_http_req_t *req, json_t *j)
     free(s);
 }
 
-static json_t *ddm_items(const char *token)
+typedef struct {
+    const char *passcode_token, *passcode; /* NULL: no passcode declaration */
+    const char *osu_token, *osu;           /* NULL: no OS-update declaration */
+    const char *changed_at;
+    char set_token[160];
+    char activation_token[40];
+} ddm_set_t;
+
+static void ddm_set(PGresult *res, int device_channel, ddm_set_t *d)
+{
+    memset(d, 0, sizeof *d);
+    if (device_channel && !PQgetisnull(res, 0, 1)) {
+        d->passcode_token = PQgetvalue(res, 0, 1);
+        d->passcode = PQgetvalue(res, 0, 2);
+    }
+    if (device_channel && !PQgetisnull(res, 0, 4)) {
+        d->osu_token = PQgetvalue(res, 0, 4);
+        d->osu = PQgetvalue(res, 0, 5);
+    }
+    d->changed_at = PQgetisnull(res, 0, 3) ? "2026-01-01T00:00:00Z" : PQgetvalue(res, 0, 3);
+    /* The activation's content depends only on which configurations exist. */
+    snprintf(d->activation_token, sizeof d->activation_token, "lmdm-activation-%d",
+             (d->passcode ? 1 : 0) + (d->osu ? 2 : 0));
+    if (d->passcode && d->osu)
+        snprintf(d->set_token, sizeof d->set_token, "%s.%s", d->passcode_token, d->osu_token);
+    else
+        snprintf(d->set_token, sizeof d->set_token, "%s",
+                 d->passcode ? d->passcode_token : d->osu ? d->osu_token : DDM_TOKEN);
+}
+
+static json_t *ddm_item(const char *id, const char *token)
+{
+    return json_pack("{s:s,s:s}", "Identifier", id, "ServerToken", token);
+}
+
+static json_t *ddm_items(const ddm_set_t *d)
 {
     json_t *act = json_array(), *conf = json_array();
-    if (token) {
-        json_array_append_new(act, json_pack("{s:s,s:s}", "Identifier", DDM_ACTIVATION_ID, "ServerToken",
-                                             DDM_ACTIVATION_TOKEN));
-        json_array_append_new(conf, json_pack("{s:s,s:s}", "Identifier", DDM_PASSCODE_ID, "ServerToken", token));
+    if (d->passcode || d->osu) json_array_append_new(act, ddm_item(DDM_ACTIVATION_ID, d->activation_token));
+    if (d->passcode) json_array_append_new(conf, ddm_item(DDM_PASSCODE_ID, d->passcode_token));
+    if (d->osu) {
+        json_array_append_new(conf, ddm_item(LMDM_OSUPDATE_DECL_ID, d->osu_token));
+        json_array_append_new(conf, ddm_item(LMDM_OSUPDATE_STATUS_ID, DDM_STATUS_TOKEN));
     }
     return json_pack("{s:{s:o,s:[],s:o,s:[]},s:s}", "Declarations", "Activations", act, "Assets", "Configurations",
-                     conf, "Management", "DeclarationsToken", token ? token : DDM_TOKEN);
+                     conf, "Management", "DeclarationsToken", d->set_token);
+}
+
+static json_t *ddm_activation(const ddm_set_t *d)
+{
+    json_t *ids = json_array();
+    if (d->passcode) json_array_append_new(ids, json_string(DDM_PASSCODE_ID));
+    if (d->osu) {
+        json_array_append_new(ids, json_string(LMDM_OSUPDATE_DECL_ID));
+        json_array_append_new(ids, json_string(LMDM_OSUPDATE_STATUS_ID));
+    }
+    return json_pack("{s:s,s:s,s:s,s:{s:o}}", "Type", "com.apple.activation.simple", "Identifier", DDM_ACTIVATION_ID,
+                     "ServerToken", d->activation_token, "Payload", "StandardConfigurations", ids);
+}
+
+/* The status items the broker follows while an update is enforced. */
+static json_t *ddm_status_subscriptions(void)
+{
+    static const char *const items[] = {"device.operating-system.version", "device.operating-system.build-version",
+                                        "softwareupdate.install-state", "softwareupdate.pending-version",
+                                        "softwareupdate.failure-reason"};
+    json_t *a = json_array();
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++)
+        json_array_append_new(a, json_pack("{s:s}", "Name", items[i]));
+    return json_pack("{s:s,s:s,s:s,s:{s:o}}", "Type", "com.apple.configuration.management.status-subscriptions",
+                     "Identifier", LMDM_OSUPDATE_STATUS_ID, "ServerToken", DDM_STATUS_TOKEN, "Payload", "StatusItems",
+                     a);
 }
 
 static void ddm_done(void *arg, int err, PGresult *res)
@@ -205,24 +275,54 @@ static void ddm_done(void *arg, int err, PGresult *res)
     mdm_ctx_t *x = arg;
     if (!proceed(x, err, res, 0)) return;
     const char *ep = x->in.endpoint;
-    int device_channel = !x->in.who.user_key || !*x->in.who.user_key;
-    const char *token = device_channel && !PQgetisnull(res, 0, 1) ? PQgetvalue(res, 0, 1) : NULL;
+    ddm_set_t d;
+    ddm_set(res, !x->in.who.user_key || !*x->in.who.user_key, &d);
     if (strcmp(ep, "tokens") == 0) {
-        respond_json(x->req, json_pack("{s:{s:s,s:s}}", "SyncTokens", "DeclarationsToken", token ? token : DDM_TOKEN,
-                                       "Timestamp", token ? PQgetvalue(res, 0, 3) : "2026-01-01T00:00:00Z"));
+        respond_json(x->req, json_pack("{s:{s:s,s:s}}", "SyncTokens", "DeclarationsToken", d.set_token, "Timestamp",
+                                       d.changed_at));
     } else if (strcmp(ep, "declaration-items") == 0) {
-        respond_json(x->req, ddm_items(token));
-    } else if (token && strcmp(ep, "declaration/configuration/" DDM_PASSCODE_ID) == 0) {
-        lmdm_http_respond(x->req, 200, "application/json", PQgetvalue(res, 0, 2), (size_t)PQgetlength(res, 0, 2));
-    } else if (token && strcmp(ep, "declaration/activation/" DDM_ACTIVATION_ID) == 0) {
-        respond_json(x->req, json_pack("{s:s,s:s,s:s,s:{s:[s]}}", "Type", "com.apple.activation.simple",
-                                       "Identifier", DDM_ACTIVATION_ID, "ServerToken", DDM_ACTIVATION_TOKEN,
-                                       "Payload", "StandardConfigurations", DDM_PASSCODE_ID));
-    } else if (strcmp(ep, "status") == 0) {
-        lmdm_http_respond(x->req, 200, NULL, NULL, 0);
+        respond_json(x->req, ddm_items(&d));
+    } else if (d.passcode && strcmp(ep, "declaration/configuration/" DDM_PASSCODE_ID) == 0) {
+        lmdm_http_respond(x->req, 200, "application/json", d.passcode, strlen(d.passcode));
+    } else if (d.osu && strcmp(ep, "declaration/configuration/" LMDM_OSUPDATE_DECL_ID) == 0) {
+        lmdm_http_respond(x->req, 200, "application/json", d.osu, strlen(d.osu));
+    } else if (d.osu && strcmp(ep, "declaration/configuration/" LMDM_OSUPDATE_STATUS_ID) == 0) {
+        respond_json(x->req, ddm_status_subscriptions());
+    } else if ((d.passcode || d.osu) && strcmp(ep, "declaration/activation/" DDM_ACTIVATION_ID) == 0) {
+        respond_json(x->req, ddm_activation(&d));
     } else {
         lmdm_http_respond_error(x->req, 404, "no_such_declaration", "no such declaration");
     }
+}
+
+/* A status report: the facts the broker keeps (lmdm/ddm_status.h) are
+ * stored; the device gets an empty 200 either way once it is known. */
+static void ddm_status_done(void *arg, int err, PGresult *res)
+{
+    mdm_ctx_t *x = arg;
+    if (!proceed(x, err, res, 0)) return;
+    lmdm_http_respond(x->req, 200, NULL, NULL, 0);
+}
+
+static void ddm_checkin(mdm_ctx_t *x, const char *key)
+{
+    if (x->in.endpoint && strcmp(x->in.endpoint, "status") == 0) {
+        char err[256];
+        char *facts = lmdm_ddm_status_facts(x->in.data.p ? (const void *)x->in.data.p : "", x->in.data.len, err,
+                                            sizeof err);
+        if (!facts) {
+            lmdm_http_respond_error(x->req, 400, "bad_status_report", err);
+            return;
+        }
+        /* Facts are device-wide: a user channel's report changes nothing. */
+        int device_channel = !x->in.who.user_key || !*x->in.who.user_key;
+        const char *p[] = {key, x->fpr, lmdm_arena_strdup(x->req->arena, device_channel ? facts : "{}")};
+        free(facts);
+        query(x, &st_ddm_status, p, ddm_status_done);
+        return;
+    }
+    const char *p[] = {key, x->fpr};
+    query(x, &st_declarations, p, ddm_done);
 }
 
 static void user_authenticate_done(void *arg, int err, PGresult *res)
@@ -320,11 +420,9 @@ static void checkin(lmdm_http_req_t *req)
         query(x, &st_bootstrap_get, p, bootstrap_get_done);
         return;
     }
-    case LMDM_CHECKIN_DECLARATIVE_MANAGEMENT: {
-        const char *p[] = {key, x->fpr};
-        query(x, &st_declarations, p, ddm_done);
+    case LMDM_CHECKIN_DECLARATIVE_MANAGEMENT:
+        ddm_checkin(x, key);
         return;
-    }
     case LMDM_CHECKIN_USER_AUTHENTICATE: {
         const char *p[] = {key, x->fpr};
         query(x, &st_device_for, p, user_authenticate_done);

@@ -40,5 +40,8 @@ int lmdm_cli_key(int argc, char **argv);
 int lmdm_cli_policy(int argc, char **argv);
 int lmdm_cli_policy_merge(int argc, char **argv); /* `lmdm policy merge`: argv from "merge" on */
 int lmdm_cli_audit(int argc, char **argv);
+int lmdm_cli_releases(int argc, char **argv);
+int lmdm_cli_ring(int argc, char **argv);
+int lmdm_cli_osupdate(int argc, char **argv);
 
 #endif

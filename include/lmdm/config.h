@@ -71,6 +71,12 @@ typedef struct lmdm_config {
     /* audit ledger */
     int ledger_checkpoint_entries;    /* sign the chain head at least every this many entries */
     int ledger_checkpoint_interval_s; /* ... and at most this long after an entry was sealed */
+    /* OS updates */
+    char *osupdate_timezone;     /* tz database zone of devices whose owner chose none */
+    char *osupdate_install_time; /* "HH:MM" local: installs and deadlines */
+    char *release_feed_url;      /* polled OS release feed ("" = import by hand only) */
+    int release_feed_interval_s; /* how often it is polled */
+    char *osupdate_clock_file;   /* tests: a file holding the planner's "now" (RFC 3339); "" = the clock */
 } lmdm_config_t;
 
 /** Fill `cfg` with every default. Free with lmdm_config_clear(). */

@@ -9,7 +9,7 @@
 
 #include "lmdm/http.h"
 
-#define LMDM_ROUTER_MAX_ROUTES 64
+#define LMDM_ROUTER_MAX_ROUTES 96
 
 struct lmdm_route {
     const char *method;

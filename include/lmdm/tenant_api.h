@@ -37,6 +37,7 @@ typedef struct lmdm_tenant_ctx {
     int out_status;
     json_t *out_body;
     const char *rules_json;
+    const char *osupdate_json;   /* a ScheduleOSUpdate folded into this enrollment's OS-update rule */
     PGresult *held;              /* a result kept across two queries (audit export) */      /* device-wide rules a profile carried: {section: rules} for this enrollment */
     const char **nano_ids;
     int nano_n, nano_i;
@@ -69,6 +70,10 @@ int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg);
 
 /** Add /v1/rules/{section} and /v1/enrollments/{id}/compliance (tenants/api_rules.c). */
 int lmdm_tenant_rules_routes(lmdm_router_t *r);
+/** GET /v1/enrollments/{id}/osupdate and GET /v1/rings (tenants/api_osupdate.c). */
+int lmdm_tenant_osupdate_routes(lmdm_router_t *r);
+/** /v1/rules/osupdate (PUT, GET, DELETE), dispatched by the rules API. */
+void lmdm_tenant_osupdate_rule(lmdm_tenant_ctx_t *t);
 
 /** Add the auditor API /v1/audit... (tenants/api_audit.c). */
 int lmdm_audit_routes(lmdm_router_t *r);
