@@ -138,7 +138,8 @@ BEGIN
     IF NEW.state = 'enrolled' AND (OLD.state IS DISTINCT FROM 'enrolled'
         OR OLD.info ->> 'OSVersion' IS DISTINCT FROM NEW.info ->> 'OSVersion'
         OR OLD.info ->> 'ProductName' IS DISTINCT FROM NEW.info ->> 'ProductName'
-        OR OLD.info -> 'DeclarationTypes' IS DISTINCT FROM NEW.info -> 'DeclarationTypes') THEN
+        OR OLD.info -> 'DeclarationTypes' IS DISTINCT FROM NEW.info -> 'DeclarationTypes'
+        OR OLD.info -> 'IsSupervised' IS DISTINCT FROM NEW.info -> 'IsSupervised') THEN
         NEW.osupdate_dirty := true;
         PERFORM pg_notify('lmdm_osupdate', '');
     END IF;
@@ -183,7 +184,8 @@ BEGIN
         VALUES (r ->> 'platform', r ->> 'version', coalesce(r ->> 'build', ''), (r ->> 'released')::date,
                 (r ->> 'security')::boolean, ARRAY(SELECT jsonb_array_elements_text(r -> 'devices')))
         ON CONFLICT (platform, version) DO UPDATE
-           SET build = EXCLUDED.build, released = EXCLUDED.released, security = EXCLUDED.security,
+           SET build = EXCLUDED.build, released = EXCLUDED.released,
+               security = os_releases.security OR EXCLUDED.security, -- a feed that does not say (GDMF) never clears it
                devices = EXCLUDED.devices, imported_at = now();
         IF NOT (r ->> 'platform') = ANY (platforms) THEN platforms := platforms || (r ->> 'platform'); END IF;
     END LOOP;
@@ -385,4 +387,51 @@ BEGIN
            to_char(greatest(d.ddm_at, o.decl_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
       INTO token, declaration, osu_token, osu_declaration, changed_at
       FROM devices d LEFT JOIN device_osupdate o ON o.device_id = d.id WHERE d.id = r.p_id;
+END $$;
+
+-- The owner's choices (broker/owner/owner_osupdate.c). Each marks the device
+-- for the planner. An install time is taken only against the plan the owner
+-- judged it on (p_hash): 'changed' when the plan moved meanwhile.
+CREATE FUNCTION owner_osupdate_set(p_device bigint, p_hash text, p_target text, p_install bigint,
+                                   p_deferral integer) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE device_osupdate
+       SET owner_install_at = to_timestamp(p_install),
+           deferrals_used = CASE WHEN owner_target IS NOT DISTINCT FROM p_target THEN deferrals_used + p_deferral
+                                 ELSE p_deferral END,
+           owner_target = p_target
+     WHERE device_id = p_device AND plan_hash = p_hash;
+    IF NOT FOUND THEN RETURN 'changed'; END IF;
+    UPDATE devices SET osupdate_dirty = true WHERE id = p_device;
+    PERFORM pg_notify('lmdm_osupdate', '');
+    RETURN 'ok';
+END $$;
+
+-- A ring the tenants allow ('ok', 'unknown' or 'not_allowed').
+CREATE FUNCTION owner_osupdate_ring(p_device bigint, p_ring text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    delay integer;
+    lim integer;
+BEGIN
+    SELECT delay_days INTO delay FROM rings WHERE name = p_ring;
+    IF NOT FOUND THEN RETURN 'unknown'; END IF;
+    SELECT coalesce((plan ->> 'latest_ring_delay')::integer, -1) INTO lim FROM device_osupdate WHERE device_id = p_device;
+    IF coalesce(lim, -1) >= 0 AND delay > lim THEN RETURN 'not_allowed'; END IF;
+    INSERT INTO device_osupdate (device_id, ring) VALUES (p_device, p_ring)
+    ON CONFLICT (device_id) DO UPDATE SET ring = EXCLUDED.ring;
+    UPDATE devices SET osupdate_dirty = true WHERE id = p_device;
+    PERFORM pg_notify('lmdm_osupdate', '');
+    RETURN 'ok';
+END $$;
+
+CREATE FUNCTION owner_osupdate_timezone(p_device bigint, p_zone text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO device_osupdate (device_id, timezone) VALUES (p_device, p_zone)
+    ON CONFLICT (device_id) DO UPDATE SET timezone = EXCLUDED.timezone;
+    UPDATE devices SET osupdate_dirty = true WHERE id = p_device;
+    PERFORM pg_notify('lmdm_osupdate', '');
+    RETURN 'ok';
 END $$;

@@ -136,6 +136,7 @@ static const char *micromdm_topic(const char *event)
     if (strcmp(event, "enrollment.accepted") == 0) return "mdm.TokenUpdate";
     /* No MicroMDM equivalent: a topic of lmdm's own, which MicroMDM consumers ignore. */
     if (strcmp(event, "compliance.changed") == 0) return "lmdm.ComplianceChanged";
+    if (strcmp(event, "osupdate.changed") == 0) return "lmdm.OSUpdateChanged";
     return "mdm.CheckOut"; /* enrollment.removed, device.checked_out */
 }
 

@@ -120,7 +120,7 @@ static int releases_import(lmdm_cli_env_t *env, const char *path, const char *so
     if (r) {
         printf("%s (%s): %s releases, %s new, %s changed", path, feed.format, PQgetvalue(r, 0, 0),
                PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
-        if (feed.skipped) printf(", %zu entries skipped (not ReleaseType OS)", feed.skipped);
+        if (feed.skipped) printf(", %zu entries skipped (not an iOS or macOS OS release)", feed.skipped);
         printf("\n");
         PQclear(r);
         code = 0;
@@ -275,6 +275,7 @@ out:
 
 static const char osupdate_help[] =
     "usage: lmdm osupdate list [--json] [--config FILE]\n"
+    "       lmdm osupdate supervised DEVICE yes|no [--config FILE]\n"
     "\n"
     "list  every enrolled device's OS-update plan: device id, current version,\n"
     "      state, target, install time and deadline (local to the device's zone),\n"
@@ -284,19 +285,36 @@ int lmdm_cli_osupdate(int argc, char **argv)
 {
     const char *verb = argc >= 2 ? argv[1] : "";
     int help = strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0;
-    if (strcmp(verb, "list") != 0) {
+    int sup = strcmp(verb, "supervised") == 0;
+    if (strcmp(verb, "list") != 0 && !sup) {
         fputs(osupdate_help, help ? stdout : stderr);
         return help ? 0 : 2;
     }
     osu_opts_t o;
     int rv = parse_opts(argc - 1, argv + 1, &o, osupdate_help);
     if (rv) return rv > 0 ? 0 : 2;
-    if (optind < argc - 1) {
+    int nargs = argc - 1 - optind;
+    const char *dev = nargs >= 1 ? argv[optind + 1] : NULL, *yn = nargs >= 2 ? argv[optind + 2] : NULL;
+    if ((!sup && nargs != 0) ||
+        (sup && (nargs != 2 || (strcmp(yn, "yes") != 0 && strcmp(yn, "no") != 0) || strspn(dev, "0123456789") != strlen(dev)))) {
         fputs(osupdate_help, stderr);
         return 2;
     }
     lmdm_cli_env_t env;
     if (lmdm_cli_env_open(&env, o.config, LMDM_CLI_DB, "osupdate") != 0) return 1;
+    if (sup) {
+        const char *v[] = {dev, strcmp(yn, "yes") == 0 ? "true" : "false"};
+        PGresult *x = exec(&env, "osupdate supervised",
+                           "UPDATE devices SET info = info || jsonb_build_object('IsSupervised', $2::boolean) "
+                           "WHERE id = $1::bigint RETURNING id",
+                           2, v);
+        int ok = x && PQntuples(x) == 1;
+        if (x && !ok) fprintf(stderr, "lmdm osupdate supervised: no device %s\n", dev);
+        if (ok) printf("device %s: supervised %s\n", dev, yn);
+        PQclear(x);
+        lmdm_cli_env_close(&env);
+        return ok ? 0 : 1;
+    }
     PGresult *r = exec(&env, "osupdate list",
                        "SELECT d.id, coalesce(p.plan ->> 'current_version', d.info ->> 'OSVersion', '?'), "
                        "coalesce(p.state, 'none'), coalesce(p.plan ->> 'target', '-'), "

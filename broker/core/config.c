@@ -588,9 +588,13 @@ static int apply_value(const parse_ctx_t *c, lmdm_config_t *tmp, const cfg_key_t
     }
     if (k->check) {
         char why[160];
-        if (!k->check(v, why, sizeof why))
-            return perr(c, k, "invalid address \"%s\": %s (expected \"host:port\", \"[v6]:port\" or \"\" to disable)",
-                        excerpt(v).s, why);
+        if (!k->check(v, why, sizeof why)) {
+            if (k->check == check_listen)
+                return perr(c, k,
+                            "invalid address \"%s\": %s (expected \"host:port\", \"[v6]:port\" or \"\" to disable)",
+                            excerpt(v).s, why);
+            return perr(c, k, "invalid value \"%s\": %s", excerpt(v).s, why);
+        }
     }
     char **slot = str_field(tmp, k);
     free(*slot);

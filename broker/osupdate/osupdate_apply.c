@@ -355,8 +355,9 @@ static json_t *tenant_view(const inputs_t *in, const lmdm_os_plan_t *pl, size_t 
 {
     const lmdm_os_tenant_plan_t *t = &pl->tenant[i];
     json_t *v = json_object();
-    json_object_set_new(v, "state", json_string(in->os_version[0] || t->state == LMDM_OSU_T_NONE
-                                                    ? tenant_state(pl, t) : "unknown"));
+    const lmdm_os_requirement_t *q = &in->rule[i].req;
+    int asks = q->latest_security_days >= 0 || q->min_version;
+    json_object_set_new(v, "state", json_string(!in->os_version[0] && asks ? "unknown" : tenant_state(pl, t)));
     json_object_set_new(v, "current_version", in->os_version[0] ? json_string(in->os_version) : json_null());
     if (t->state == LMDM_OSU_T_REQUIRED) {
         json_object_set_new(v, "required_version", json_string(t->target->version));

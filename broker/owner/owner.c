@@ -4,9 +4,9 @@
  * (lmdm/owner.h, docs/owner.md).
  *
  * Every handler follows the same steps, each one a function:
- *   begin()          the owner pages need secret_key and a database: 503 otherwise
+ *   owner_begin()          the owner pages need secret_key and a database: 503 otherwise
  *   checks on the request itself (path parameter, Origin, form, CSRF token)
- *   resolve_owner()  the cookie's token -> owner_device() -> x->device_id
+ *   owner_resolve()  the cookie's token -> owner_device() -> x->device_id
  *   one or two asynchronous queries, then one HTML answer.
  * Nothing is written before every check has passed, and every write is
  * committed (single statement, autocommit) before the page saying so is sent.
@@ -32,9 +32,9 @@
 #include "lmdm/secrets.h"
 #include "lmdm/server.h"
 
-#define TOKEN_CHARS 43 /* lmdm_secrets_new_token without prefix: 256 bits in base64url */
+#include "owner_ctx.h"
+
 #define CODE_MAX 128   /* an invitation code in a path */
-#define HASH_HEX 64
 
 static const lmdm_db_stmt_t st_owner_device = {
     "owner_device", "SELECT device_id, device_state FROM owner_device($1) LIMIT 1", 1};
@@ -79,7 +79,10 @@ static const lmdm_db_stmt_t st_enrollments = {
     "  FROM (SELECT dd.id, dd.request_type, dd.decision, dd.reason, dd.payload_type, c.state, "
     "               to_char(dd.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI \"UTC\"') AS at "
     "          FROM decisions dd LEFT JOIN commands c ON c.id = dd.command_id "
-    "         WHERE dd.enrollment_id = e.id ORDER BY dd.id DESC LIMIT 20) q) END "
+    "         WHERE dd.enrollment_id = e.id ORDER BY dd.id DESC LIMIT 20) q) END, "
+    "(SELECT o.plan::text FROM device_osupdate o WHERE o.device_id = e.device_id), "
+    "(SELECT json_agg(json_build_object('name', r.name, 'delay_days', r.delay_days) ORDER BY r.delay_days)::text "
+    "   FROM rings r) "
     "FROM enrollments e JOIN tenants t ON t.id = e.tenant_id "
     "WHERE e.device_id = $1::bigint AND (e.state = 'active' OR e.ended_at > now() - interval '30 days') "
     "ORDER BY e.state <> 'active', coalesce(e.ended_at, e.accepted_at) DESC LIMIT 100",
@@ -97,6 +100,8 @@ enum {
     COL_PROFILES,
     COL_RULES,
     COL_DECISIONS,
+    COL_OSUPDATE,
+    COL_RINGS,
 };
 /* An enrollment is found by its pseudonym AND the owner's device: an owner
  * can never name another device's enrollment. */
@@ -110,29 +115,6 @@ static const lmdm_db_stmt_t st_enrollment_remove = {
     "SELECT t.name, enrollment_remove(e.id, 'owner') FROM enrollments e JOIN tenants t ON t.id = e.tenant_id "
     "WHERE e.pseudonym = $1 AND e.device_id = $2::bigint",
     2};
-
-typedef struct owner_ctx owner_ctx_t;
-typedef void (*owner_step_fn)(owner_ctx_t *x);
-
-/* Per-request state, in the request's arena. */
-struct owner_ctx {
-    lmdm_http_req_t *req;
-    const lmdm_app_t *app;
-    const lmdm_secrets_t *sec;
-    owner_step_fn next;          /* after resolve_owner() */
-    char token[TOKEN_CHARS + 1]; /* from the cookie (or the login link); "" if none */
-    char token_hash[HASH_HEX + 1];
-    long long device_id; /* 0: no valid owner session */
-    char device_id_s[24];
-    int device_enrolled;
-    const char *code; /* invitation code (path) */
-    char code_hash[HASH_HEX + 1];
-    long long tenant_id;
-    const char *tenant_name, *note, *rules, *expires;
-    const char *pseudonym; /* enrollment (path) */
-    const char *action;    /* form: accept | decline */
-    const char *csrf;      /* form */
-};
 
 /* ---- small checks ---- */
 
@@ -222,7 +204,7 @@ static void read_cookie(owner_ctx_t *x)
 
 /* The CSRF token of a form: a keyed hash of the owner token and what the form
  * does, so it is worthless for another owner or another form. */
-static void csrf_token(const owner_ctx_t *x, const char *what, char out[HASH_HEX + 1])
+void owner_csrf_token(const owner_ctx_t *x, const char *what, char out[HASH_HEX + 1])
 {
     size_t n = strlen(x->token) + strlen(what) + 1;
     char *msg = lmdm_arena_alloc(x->req->arena, n);
@@ -231,10 +213,10 @@ static void csrf_token(const owner_ctx_t *x, const char *what, char out[HASH_HEX
     sodium_memzero(msg, n);
 }
 
-static int csrf_ok(const owner_ctx_t *x, const char *what)
+int owner_csrf_ok(const owner_ctx_t *x, const char *what)
 {
     char want[HASH_HEX + 1];
-    csrf_token(x, what, want);
+    owner_csrf_token(x, what, want);
     return x->csrf && strlen(x->csrf) == HASH_HEX && sodium_memcmp(want, x->csrf, HASH_HEX) == 0;
 }
 
@@ -245,7 +227,7 @@ static const char *arena_concat(owner_ctx_t *x, const char *a, const char *b)
 
 /* ---- answers ---- */
 
-static void respond_db_error(owner_ctx_t *x, int err, PGresult *res, const char *what)
+void owner_respond_db_error(owner_ctx_t *x, int err, PGresult *res, const char *what)
 {
     if (err == LMDM_ERR_DB) {
         lmdm_error("conn=%llu: owner page: %s failed: %s", (unsigned long long)x->req->conn_id, what,
@@ -263,13 +245,13 @@ static void respond_db_error(owner_ctx_t *x, int err, PGresult *res, const char 
                               "moment.");
 }
 
-static void query(owner_ctx_t *x, const lmdm_db_stmt_t *st, const char *const *params, lmdm_db_result_cb cb)
+void owner_query(owner_ctx_t *x, const lmdm_db_stmt_t *st, const char *const *params, lmdm_db_result_cb cb)
 {
     int rv = lmdm_db_query(x->req->worker->db, st, st->nparams, params, cb, x);
-    if (rv != 0) respond_db_error(x, LMDM_ERR_DB_UNAVAILABLE, NULL, st->name);
+    if (rv != 0) owner_respond_db_error(x, LMDM_ERR_DB_UNAVAILABLE, NULL, st->name);
 }
 
-static void respond_no_session(owner_ctx_t *x)
+void owner_respond_no_session(owner_ctx_t *x)
 {
     lmdm_buf_t b = {0};
     lmdm_html_begin(&b, "Open your device's page first");
@@ -293,7 +275,7 @@ static void respond_invitation_gone(owner_ctx_t *x)
 
 /* The shared state, or NULL after answering 503 (no secret_key or no
  * database: the owner pages cannot work without both). */
-static owner_ctx_t *begin(lmdm_http_req_t *req)
+owner_ctx_t *owner_begin(lmdm_http_req_t *req)
 {
     const lmdm_app_t *app = req->worker ? (const lmdm_app_t *)req->worker->app : NULL;
     if (!app || !app->cfg || !app->secrets || !req->worker->db) {
@@ -314,7 +296,7 @@ static void owner_device_done(void *arg, int err, PGresult *res)
 {
     owner_ctx_t *x = arg;
     if (err) {
-        respond_db_error(x, err, res, "owner_device");
+        owner_respond_db_error(x, err, res, "owner_device");
         return;
     }
     /* owner_device() returns one record: all NULL when the token opens nothing. */
@@ -328,7 +310,7 @@ static void owner_device_done(void *arg, int err, PGresult *res)
 
 /* Find the device of the cookie's owner token (x->device_id stays 0 when
  * there is no cookie or it opens no device), then go on with `next`. */
-static void resolve_owner(owner_ctx_t *x, owner_step_fn next)
+void owner_resolve(owner_ctx_t *x, owner_step_fn next)
 {
     x->next = next;
     read_cookie(x);
@@ -338,14 +320,14 @@ static void resolve_owner(owner_ctx_t *x, owner_step_fn next)
     }
     lmdm_secrets_token_hash(x->sec, "owner", x->token, x->token_hash);
     const char *params[] = {x->token_hash};
-    query(x, &st_owner_device, params, owner_device_done);
+    owner_query(x, &st_owner_device, params, owner_device_done);
 }
 
 /* Decode the form of a POST into x->action / x->csrf. Answers 400 and returns
  * 0 for a body that is no form. */
 static int read_form(owner_ctx_t *x)
 {
-    lmdm_form_field_t f[LMDM_FORM_MAX_FIELDS];
+    lmdm_form_field_t *f = lmdm_arena_alloc(x->req->arena, LMDM_FORM_MAX_FIELDS * sizeof *f);
     size_t n = 0;
     const char *ct = lmdm_http_req_header(x->req, "content-type");
     if (ct && strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0) {
@@ -359,6 +341,8 @@ static int read_form(owner_ctx_t *x)
                                   "Nothing was changed. Go back and try again.");
         return 0;
     }
+    x->fields = f;
+    x->nfields = n;
     x->action = lmdm_form_get(f, n, "action");
     x->csrf = lmdm_form_get(f, n, "csrf");
     return 1;
@@ -366,7 +350,7 @@ static int read_form(owner_ctx_t *x)
 
 /* The checks every POST makes before anything else: where the form comes
  * from, and that it is one. */
-static int post_checks(owner_ctx_t *x)
+int owner_post_checks(owner_ctx_t *x)
 {
     if (!origin_ok(x)) {
         lmdm_html_respond_message(x->req, 403, "Refused",
@@ -376,7 +360,7 @@ static int post_checks(owner_ctx_t *x)
     return read_form(x);
 }
 
-static void respond_form_expired(owner_ctx_t *x, const char *back)
+void owner_respond_form_expired(owner_ctx_t *x, const char *back)
 {
     lmdm_buf_t b = {0};
     lmdm_html_begin(&b, "This form has expired");
@@ -389,11 +373,11 @@ static void respond_form_expired(owner_ctx_t *x, const char *back)
 }
 
 /* A POST form with a CSRF token, an action and one button. */
-static void form(lmdm_buf_t *b, owner_ctx_t *x, const char *action_url, const char *csrf_what,
+void owner_form(lmdm_buf_t *b, owner_ctx_t *x, const char *action_url, const char *csrf_what,
                  const char *action, const char *button_class, const char *label)
 {
     char csrf[HASH_HEX + 1];
-    csrf_token(x, csrf_what, csrf);
+    owner_csrf_token(x, csrf_what, csrf);
     lmdm_buf_puts(b, "<form method=\"post\" action=\"");
     lmdm_html_escape(b, action_url);
     lmdm_buf_printf(b, "\"><input type=\"hidden\" name=\"csrf\" value=\"%s\">", csrf);
@@ -429,7 +413,7 @@ static void login_done(void *arg, int err, PGresult *res)
 {
     owner_ctx_t *x = arg;
     if (err) {
-        respond_db_error(x, err, res, "owner_login");
+        owner_respond_db_error(x, err, res, "owner_login");
         return;
     }
     int has_device = PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
@@ -463,7 +447,7 @@ static void login_done(void *arg, int err, PGresult *res)
 
 static void login(lmdm_http_req_t *req)
 {
-    owner_ctx_t *x = begin(req);
+    owner_ctx_t *x = owner_begin(req);
     if (!x) return;
     /* The only parameter is the token, which needs no decoding. */
     const char *q = req->query ? req->query : "";
@@ -477,7 +461,7 @@ static void login(lmdm_http_req_t *req)
     memcpy(x->token, q + 6, TOKEN_CHARS + 1);
     lmdm_secrets_token_hash(x->sec, "owner", x->token, x->token_hash);
     const char *params[] = {x->token_hash};
-    query(x, &st_owner_login, params, login_done);
+    owner_query(x, &st_owner_login, params, login_done);
 }
 
 /* ---- GET /owner ---- */
@@ -607,7 +591,7 @@ static void home_done(void *arg, int err, PGresult *res)
 {
     owner_ctx_t *x = arg;
     if (err) {
-        respond_db_error(x, err, res, "owner_enrollments");
+        owner_respond_db_error(x, err, res, "owner_enrollments");
         return;
     }
     int n = PQntuples(res), active = 0;
@@ -636,6 +620,7 @@ static void home_done(void *arg, int err, PGresult *res)
         lmdm_html_para(&b, "Where several organizations ask for the same setting, the strictest one applies, "
                            "once, under the broker's name:");
         lmdm_html_merged_rules(&b, merged);
+        owner_osupdate_section(&b, x, value_or_null(res, 0, COL_OSUPDATE), value_or_null(res, 0, COL_RINGS));
     }
     lmdm_buf_puts(&b, "<h2>What no organization can do</h2>\n");
     never_list(&b);
@@ -648,17 +633,17 @@ static void home_done(void *arg, int err, PGresult *res)
 static void home_owner(owner_ctx_t *x)
 {
     if (!x->device_id) {
-        respond_no_session(x);
+        owner_respond_no_session(x);
         return;
     }
     const char *params[] = {x->device_id_s};
-    query(x, &st_enrollments, params, home_done);
+    owner_query(x, &st_enrollments, params, home_done);
 }
 
 static void home(lmdm_http_req_t *req)
 {
-    owner_ctx_t *x = begin(req);
-    if (x) resolve_owner(x, home_owner);
+    owner_ctx_t *x = owner_begin(req);
+    if (x) owner_resolve(x, home_owner);
 }
 
 /* ---- GET and POST /owner/enrollments/{n}/remove ---- */
@@ -672,7 +657,7 @@ static void remove_page_done(void *arg, int err, PGresult *res)
 {
     owner_ctx_t *x = arg;
     if (err) {
-        respond_db_error(x, err, res, "owner_enrollment_get");
+        owner_respond_db_error(x, err, res, "owner_enrollment_get");
         return;
     }
     if (PQntuples(res) != 1) {
@@ -700,7 +685,7 @@ static void remove_page_done(void *arg, int err, PGresult *res)
                   " will be told that it no longer manages this device. Your own apps and data, and those "
                   "of other organizations, are not touched.</p>\n"
                   "<p>To join it again later you need a new invitation from it.</p>\n");
-    form(&b, x, lmdm_arena_printf(x->req->arena, "/owner/enrollments/%s/remove", x->pseudonym),
+    owner_form(&b, x, lmdm_arena_printf(x->req->arena, "/owner/enrollments/%s/remove", x->pseudonym),
          remove_csrf_what(x), NULL, "danger", lmdm_arena_printf(x->req->arena, "Remove %s", name));
     lmdm_buf_puts(&b, "<a class=\"button\" href=\"/owner\">Cancel</a>\n");
     lmdm_html_end(&b);
@@ -710,18 +695,18 @@ static void remove_page_done(void *arg, int err, PGresult *res)
 static void remove_page_owner(owner_ctx_t *x)
 {
     if (!x->device_id) {
-        respond_no_session(x);
+        owner_respond_no_session(x);
         return;
     }
     const char *params[] = {x->pseudonym, x->device_id_s};
-    query(x, &st_enrollment_get, params, remove_page_done);
+    owner_query(x, &st_enrollment_get, params, remove_page_done);
 }
 
 /* Both removal routes: the context with the enrollment's pseudonym, or NULL
  * (answered) when the link names none. */
 static owner_ctx_t *begin_remove(lmdm_http_req_t *req)
 {
-    owner_ctx_t *x = begin(req);
+    owner_ctx_t *x = owner_begin(req);
     if (!x) return NULL;
     if (!valid_pseudonym(req->params[0])) {
         lmdm_html_respond_message(req, 404, "Nothing to remove",
@@ -735,14 +720,14 @@ static owner_ctx_t *begin_remove(lmdm_http_req_t *req)
 static void remove_page(lmdm_http_req_t *req)
 {
     owner_ctx_t *x = begin_remove(req);
-    if (x) resolve_owner(x, remove_page_owner);
+    if (x) owner_resolve(x, remove_page_owner);
 }
 
 static void remove_done(void *arg, int err, PGresult *res)
 {
     owner_ctx_t *x = arg;
     if (err) {
-        respond_db_error(x, err, res, "owner_enrollment_remove");
+        owner_respond_db_error(x, err, res, "owner_enrollment_remove");
         return;
     }
     if (PQntuples(res) != 1) {
@@ -772,22 +757,22 @@ static void remove_done(void *arg, int err, PGresult *res)
 static void remove_owner(owner_ctx_t *x)
 {
     if (!x->device_id) {
-        respond_no_session(x);
+        owner_respond_no_session(x);
         return;
     }
-    if (!csrf_ok(x, remove_csrf_what(x))) {
-        respond_form_expired(x,
+    if (!owner_csrf_ok(x, remove_csrf_what(x))) {
+        owner_respond_form_expired(x,
                              lmdm_arena_printf(x->req->arena, "/owner/enrollments/%s/remove", x->pseudonym));
         return;
     }
     const char *params[] = {x->pseudonym, x->device_id_s};
-    query(x, &st_enrollment_remove, params, remove_done);
+    owner_query(x, &st_enrollment_remove, params, remove_done);
 }
 
 static void remove_post(lmdm_http_req_t *req)
 {
     owner_ctx_t *x = begin_remove(req);
-    if (x && post_checks(x)) resolve_owner(x, remove_owner);
+    if (x && owner_post_checks(x)) owner_resolve(x, remove_owner);
 }
 
 /* ---- GET and POST /invite/{code} ---- */
@@ -802,7 +787,7 @@ static const char *invite_csrf_what(owner_ctx_t *x)
 static int take_invitation(owner_ctx_t *x, int err, PGresult *res)
 {
     if (err) {
-        respond_db_error(x, err, res, "invitation_get");
+        owner_respond_db_error(x, err, res, "invitation_get");
         return 0;
     }
     /* invitation_get() returns one record: all NULL when nothing matches. */
@@ -833,8 +818,8 @@ static void consent_buttons(lmdm_buf_t *b, owner_ctx_t *x)
                           "within a minute).");
     const char *url = arena_concat(x, "/invite/", x->code);
     const char *what = invite_csrf_what(x);
-    form(b, x, url, what, "accept", "primary", lmdm_arena_printf(x->req->arena, "Accept %s", x->tenant_name));
-    form(b, x, url, what, "decline", "", "Decline");
+    owner_form(b, x, url, what, "accept", "primary", lmdm_arena_printf(x->req->arena, "Accept %s", x->tenant_name));
+    owner_form(b, x, url, what, "decline", "", "Decline");
 }
 
 static void consent_page(owner_ctx_t *x)
@@ -887,7 +872,7 @@ static void invite_page_done(void *arg, int err, PGresult *res)
 static void invite_page_owner(owner_ctx_t *x)
 {
     const char *params[] = {x->code_hash};
-    query(x, &st_invitation_get, params, invite_page_done);
+    owner_query(x, &st_invitation_get, params, invite_page_done);
 }
 
 /* Common start of GET and POST /invite/{code}: 0 after answering 404. */
@@ -905,15 +890,15 @@ static int take_code(owner_ctx_t *x)
 
 static void invite_page(lmdm_http_req_t *req)
 {
-    owner_ctx_t *x = begin(req);
-    if (x && take_code(x)) resolve_owner(x, invite_page_owner);
+    owner_ctx_t *x = owner_begin(req);
+    if (x && take_code(x)) owner_resolve(x, invite_page_owner);
 }
 
 static void accept_done(void *arg, int err, PGresult *res)
 {
     owner_ctx_t *x = arg;
     if (err) {
-        respond_db_error(x, err, res, "invitation_accept");
+        owner_respond_db_error(x, err, res, "invitation_accept");
         return;
     }
     const char *code = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
@@ -927,7 +912,7 @@ static void accept_done(void *arg, int err, PGresult *res)
         return;
     }
     if (strcmp(code, "ok") != 0 && strcmp(code, "already") != 0) {
-        respond_db_error(x, LMDM_ERR_DB, NULL, "invitation_accept (unexpected code)");
+        owner_respond_db_error(x, LMDM_ERR_DB, NULL, "invitation_accept (unexpected code)");
         return;
     }
     lmdm_info("conn=%llu: owner accepted tenant %lld%s", (unsigned long long)x->req->conn_id, x->tenant_id,
@@ -947,7 +932,7 @@ static void decline_done(void *arg, int err, PGresult *res)
 {
     owner_ctx_t *x = arg;
     if (err) {
-        respond_db_error(x, err, res, "invitation_decline");
+        owner_respond_db_error(x, err, res, "invitation_decline");
         return;
     }
     if (strcmp(PQcmdTuples(res), "0") == 0) {
@@ -972,40 +957,40 @@ static void invite_post_got(void *arg, int err, PGresult *res)
     if (!take_invitation(x, err, res)) return;
     if (!strcmp(x->action, "decline")) {
         const char *params[] = {x->code_hash};
-        query(x, &st_invitation_decline, params, decline_done);
+        owner_query(x, &st_invitation_decline, params, decline_done);
         return;
     }
     char pseudonym[LMDM_PSEUDONYM_LEN + 1];
     lmdm_secrets_pseudonym(x->sec, x->tenant_id, x->device_id, pseudonym);
     const char *params[] = {x->code_hash, x->device_id_s, pseudonym};
-    query(x, &st_invitation_accept, params, accept_done);
+    owner_query(x, &st_invitation_accept, params, accept_done);
 }
 
 static void invite_post_owner(owner_ctx_t *x)
 {
     if (!x->device_id) {
-        respond_no_session(x);
+        owner_respond_no_session(x);
         return;
     }
-    if (!csrf_ok(x, invite_csrf_what(x))) {
+    if (!owner_csrf_ok(x, invite_csrf_what(x))) {
         lmdm_info("conn=%llu: invitation form refused (CSRF token)", (unsigned long long)x->req->conn_id);
-        respond_form_expired(x, arena_concat(x, "/invite/", x->code));
+        owner_respond_form_expired(x, arena_concat(x, "/invite/", x->code));
         return;
     }
     const char *params[] = {x->code_hash};
-    query(x, &st_invitation_get, params, invite_post_got);
+    owner_query(x, &st_invitation_get, params, invite_post_got);
 }
 
 static void invite_post(lmdm_http_req_t *req)
 {
-    owner_ctx_t *x = begin(req);
-    if (!x || !take_code(x) || !post_checks(x)) return;
+    owner_ctx_t *x = owner_begin(req);
+    if (!x || !take_code(x) || !owner_post_checks(x)) return;
     if (!x->action || (strcmp(x->action, "accept") != 0 && strcmp(x->action, "decline") != 0)) {
         lmdm_html_respond_message(req, 400, "This form could not be read",
                                   "Nothing was changed. Go back and choose Accept or Decline.");
         return;
     }
-    resolve_owner(x, invite_post_owner);
+    owner_resolve(x, invite_post_owner);
 }
 
 /* ---- GET /policy ---- */
@@ -1061,6 +1046,7 @@ int lmdm_owner_routes(lmdm_router_t *r, const lmdm_config_t *cfg)
             0) ||
         add(r, "GET", "/invite/{code}", "invite", invite_page, 1024, 1) ||
         add(r, "POST", "/invite/{code}", "invite_answer", invite_post, LMDM_OWNER_FORM_LIMIT, 1) ||
+        add(r, "POST", "/owner/osupdate", "owner_osupdate", owner_osupdate_post, LMDM_OWNER_FORM_LIMIT, 0) ||
         add(r, "GET", "/policy", "policy", policy_page, 1024, 0))
         return LMDM_ERR_INVALID;
     return 0;

@@ -49,7 +49,7 @@
 
 #define LMDM_FEED_MAX_RELEASES 20000
 #define LMDM_FEED_MAX_DEVICES 4000  /* per release */
-#define LMDM_FEED_MAX_BYTES (64u << 20)
+#define LMDM_FEED_MAX_BYTES (16u << 20) /* the largest real feed is 0.5 MB */
 
 typedef struct lmdm_feed {
     const char *format;          /* "lmdm", "sofa-v2", "sofa-v1" or "gdmf" (static) */

@@ -385,6 +385,29 @@ static void test_enumerations(void)
     EXPECT_ERROR("migrations_dir = \"\"", "lmdm.conf:1: key \"migrations_dir\": must not be empty");
 }
 
+/* OS-update keys: a zone of the tz database, a time of day. */
+static void test_osupdate_keys(void)
+{
+    lmdm_config_t cfg = {0};
+    if (PARSE_OK(&cfg, "osupdate_timezone = \"Europe/Berlin\"\nosupdate_install_time = \"23:59\"") == 0) {
+        CHECK_STR_EQ(cfg.osupdate_timezone, "Europe/Berlin");
+        CHECK_STR_EQ(cfg.osupdate_install_time, "23:59");
+    }
+    lmdm_config_clear(&cfg);
+    EXPECT_ERROR("osupdate_timezone = \"Mars/Olympus\"",
+                 "lmdm.conf:1: key \"osupdate_timezone\": invalid value \"Mars/Olympus\": "
+                 "unknown time zone 'Mars/Olympus'");
+    EXPECT_ERROR("osupdate_timezone = \"../../etc/passwd\"",
+                 "lmdm.conf:1: key \"osupdate_timezone\": invalid value \"../../etc/passwd\": "
+                 "unknown time zone '../../etc/passwd'");
+    EXPECT_ERROR("osupdate_install_time = \"24:00\"",
+                 "lmdm.conf:1: key \"osupdate_install_time\": invalid value \"24:00\": "
+                 "'24:00' is not a time of day (HH:MM, 00:00 to 23:59)");
+    EXPECT_ERROR("osupdate_install_time = \"2:00\"",
+                 "lmdm.conf:1: key \"osupdate_install_time\": invalid value \"2:00\": "
+                 "'2:00' is not a time of day (HH:MM, 00:00 to 23:59)");
+}
+
 static void test_listen_addresses(void)
 {
     static const char *const good[] = {"0.0.0.0:8443", "127.0.0.1:1",     "[::]:65535",
@@ -626,6 +649,7 @@ static const char *const all_keys[] = {
     "apns_cert", "apns_cert_key", "apns_ca_file", "secret_key", "tenant_rate", "tenant_burst",
     "invitation_ttl", "webhook_timeout", "webhook_backoff_max", "compliance_interval",
     "ledger_checkpoint_entries", "ledger_checkpoint_interval",
+    "osupdate_timezone", "osupdate_install_time", "release_feed_url", "release_feed_interval", "osupdate_clock_file",
 };
 
 static char *read_all(const char *path, size_t *len)
@@ -780,6 +804,7 @@ int main(void)
     RUN(test_crlf_and_bom);
     RUN(test_enumerations);
     RUN(test_listen_addresses);
+    RUN(test_osupdate_keys);
     RUN(test_hostile_input);
     RUN(test_load_and_env);
     RUN(test_example_file);
