@@ -435,3 +435,6 @@ BEGIN
     PERFORM pg_notify('lmdm_osupdate', '');
     RETURN 'ok';
 END $$;
+
+-- Devices enrolled before this migration are planned once.
+UPDATE devices SET osupdate_dirty = true WHERE state = 'enrolled';

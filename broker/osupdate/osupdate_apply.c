@@ -667,6 +667,9 @@ static int poll_feed(lmdm_osupdate_planner_t *p)
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
+    /* A feed is fetched over HTTP(S), or read from a local mirror (file://). */
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USERAGENT, "lmdm/" LMDM_VERSION);
     CURLcode cc = curl_easy_perform(c);
@@ -674,7 +677,8 @@ static int poll_feed(lmdm_osupdate_planner_t *p)
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);
     int rc = 0;
-    if (cc != CURLE_OK || status != 200) {
+    int is_file = strncmp(p->cfg.release_feed_url, "file:", 5) == 0;
+    if (cc != CURLE_OK || (!is_file && status != 200)) {
         lmdm_warn("osupdate: release feed %s: %s (the releases already imported stay)", p->cfg.release_feed_url,
                   cc != CURLE_OK ? curl_easy_strerror(cc) : "not 200 OK");
         goto out;
