@@ -87,6 +87,12 @@ CREATE FUNCTION device_platform(p_info jsonb) RETURNS text LANGUAGE sql IMMUTABL
 $$;
 
 -- Marking devices for the planner (LISTEN lmdm_osupdate).
+-- One device:
+CREATE FUNCTION osupdate_mark(p_device bigint) RETURNS void LANGUAGE sql AS $$
+    UPDATE devices SET osupdate_dirty = true WHERE id = p_device AND NOT osupdate_dirty;
+    SELECT pg_notify('lmdm_osupdate', '');
+$$;
+
 CREATE FUNCTION osupdate_mark_all(p_platform text) RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     n integer;
@@ -101,8 +107,7 @@ END $$;
 CREATE FUNCTION enrollments_osupdate_dirty() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' OR NEW.state IS DISTINCT FROM OLD.state THEN
-        UPDATE devices SET osupdate_dirty = true WHERE id = NEW.device_id AND NOT osupdate_dirty;
-        PERFORM pg_notify('lmdm_osupdate', '');
+        PERFORM osupdate_mark(NEW.device_id);
     END IF;
     RETURN NULL;
 END $$;
@@ -403,8 +408,7 @@ BEGIN
            owner_target = p_target
      WHERE device_id = p_device AND plan_hash = p_hash;
     IF NOT FOUND THEN RETURN 'changed'; END IF;
-    UPDATE devices SET osupdate_dirty = true WHERE id = p_device;
-    PERFORM pg_notify('lmdm_osupdate', '');
+    PERFORM osupdate_mark(p_device);
     RETURN 'ok';
 END $$;
 
@@ -421,8 +425,7 @@ BEGIN
     IF coalesce(lim, -1) >= 0 AND delay > lim THEN RETURN 'not_allowed'; END IF;
     INSERT INTO device_osupdate (device_id, ring) VALUES (p_device, p_ring)
     ON CONFLICT (device_id) DO UPDATE SET ring = EXCLUDED.ring;
-    UPDATE devices SET osupdate_dirty = true WHERE id = p_device;
-    PERFORM pg_notify('lmdm_osupdate', '');
+    PERFORM osupdate_mark(p_device);
     RETURN 'ok';
 END $$;
 
@@ -431,8 +434,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO device_osupdate (device_id, timezone) VALUES (p_device, p_zone)
     ON CONFLICT (device_id) DO UPDATE SET timezone = EXCLUDED.timezone;
-    UPDATE devices SET osupdate_dirty = true WHERE id = p_device;
-    PERFORM pg_notify('lmdm_osupdate', '');
+    PERFORM osupdate_mark(p_device);
     RETURN 'ok';
 END $$;
 

@@ -110,10 +110,7 @@ static void view_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
     if (lmdm_tenant_db_failed(t, err, res)) return;
-    const char *code = PQgetisnull(res, 0, 0) ? "not_found" : PQgetvalue(res, 0, 0);
-    if (strcmp(code, "not_found") == 0) lmdm_http_respond_error(t->req, 404, "not_found", "no such enrollment");
-    else if (strcmp(code, "gone") == 0) lmdm_http_respond_error(t->req, 410, "gone", "this enrollment has ended");
-    else lmdm_http_respond(t->req, 200, "application/json", PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+    lmdm_tenant_respond_enrollment_row(t, res);
 }
 
 static void get_view(lmdm_tenant_ctx_t *t)

@@ -160,3 +160,11 @@ void lmdm_tenant_begin(lmdm_http_req_t *req, const char *need_role, void (*next)
     if (lmdm_db_query(req->worker->db, &st_key, 1, p, key_looked_up, t) != 0) lmdm_http_respond_unavailable(req);
     sodium_memzero(key, sizeof(key));
 }
+
+void lmdm_tenant_respond_enrollment_row(lmdm_tenant_ctx_t *t, PGresult *res)
+{
+    const char *code = PQntuples(res) == 0 || PQgetisnull(res, 0, 0) ? "not_found" : PQgetvalue(res, 0, 0);
+    if (strcmp(code, "not_found") == 0) lmdm_http_respond_error(t->req, 404, "not_found", "no such enrollment");
+    else if (strcmp(code, "gone") == 0) lmdm_http_respond_error(t->req, 410, "gone", "this enrollment has ended");
+    else lmdm_http_respond(t->req, 200, "application/json", PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+}

@@ -102,15 +102,22 @@ static void how_enforced(lmdm_buf_t *b, const char *mechanism)
         lmdm_html_para(b, "The broker will ask the device to install it at that time.");
 }
 
-static void schedule_forms(lmdm_buf_t *b, owner_ctx_t *x, json_t *plan)
+/* The opening of a POST form to /owner/osupdate: CSRF token and action. */
+static void form_open(lmdm_buf_t *b, owner_ctx_t *x, const char *action)
 {
     char csrf[HASH_HEX + 1];
     owner_csrf_token(x, CSRF_WHAT, csrf);
+    lmdm_buf_printf(b,
+                    "<form method=\"post\" action=\"/owner/osupdate\"><input type=\"hidden\" name=\"csrf\" "
+                    "value=\"%s\"><input type=\"hidden\" name=\"action\" value=\"%s\">",
+                    csrf, action);
+}
+
+static void schedule_forms(lmdm_buf_t *b, owner_ctx_t *x, json_t *plan)
+{
     const char *install = jstr(plan, "install_local"), *deadline = jstr(plan, "deadline_local");
-    lmdm_buf_printf(b, "<form method=\"post\" action=\"/owner/osupdate\"><input type=\"hidden\" name=\"csrf\" "
-                       "value=\"%s\"><input type=\"hidden\" name=\"action\" value=\"schedule\">"
-                       "<label>Install at <input type=\"datetime-local\" name=\"when\" value=\"",
-                    csrf);
+    form_open(b, x, "schedule");
+    lmdm_buf_puts(b, "<label>Install at <input type=\"datetime-local\" name=\"when\" value=\"");
     lmdm_html_escape_n(b, install, strlen(install) >= 16 ? 16 : strlen(install));
     lmdm_buf_puts(b, "\" max=\"");
     lmdm_html_escape_n(b, deadline, strlen(deadline) >= 16 ? 16 : strlen(deadline));
@@ -135,12 +142,8 @@ static void ring_form(lmdm_buf_t *b, owner_ctx_t *x, json_t *plan, const char *r
     }
     json_int_t limit = json_integer_value(json_object_get(plan, "latest_ring_delay"));
     const char *current = jstr(plan, "ring");
-    char csrf[HASH_HEX + 1];
-    owner_csrf_token(x, CSRF_WHAT, csrf);
-    lmdm_buf_printf(b, "<form method=\"post\" action=\"/owner/osupdate\"><input type=\"hidden\" name=\"csrf\" "
-                       "value=\"%s\"><input type=\"hidden\" name=\"action\" value=\"ring\">"
-                       "<label>Update ring <select name=\"ring\">",
-                    csrf);
+    form_open(b, x, "ring");
+    lmdm_buf_puts(b, "<label>Update ring <select name=\"ring\">");
     size_t i;
     json_t *r;
     json_array_foreach(rings, i, r) {
@@ -164,12 +167,8 @@ static void ring_form(lmdm_buf_t *b, owner_ctx_t *x, json_t *plan, const char *r
 
 static void zone_form(lmdm_buf_t *b, owner_ctx_t *x, json_t *plan)
 {
-    char csrf[HASH_HEX + 1];
-    owner_csrf_token(x, CSRF_WHAT, csrf);
-    lmdm_buf_printf(b, "<form method=\"post\" action=\"/owner/osupdate\"><input type=\"hidden\" name=\"csrf\" "
-                       "value=\"%s\"><input type=\"hidden\" name=\"action\" value=\"timezone\">"
-                       "<label>Time zone <input type=\"text\" name=\"timezone\" value=\"",
-                    csrf);
+    form_open(b, x, "timezone");
+    lmdm_buf_puts(b, "<label>Time zone <input type=\"text\" name=\"timezone\" value=\"");
     lmdm_html_escape(b, jstr(plan, "timezone"));
     lmdm_buf_puts(b, "\" placeholder=\"Europe/Berlin\"></label> <button type=\"submit\">Set</button></form>\n");
 }

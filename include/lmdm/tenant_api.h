@@ -60,6 +60,10 @@ void lmdm_tenant_query(lmdm_tenant_ctx_t *t, const lmdm_db_stmt_t *st, const cha
  * database is away, 500 with the error logged on a server error) and 1. */
 int lmdm_tenant_db_failed(lmdm_tenant_ctx_t *t, int err, PGresult *res);
 
+/** Answers a (code, body) row about one of the tenant's enrollments:
+ * not_found → 404, gone → 410, otherwise 200 with the body (JSON). */
+void lmdm_tenant_respond_enrollment_row(lmdm_tenant_ctx_t *t, PGresult *res);
+
 /** Query parameter `name` of the request (not percent-decoded: the API's
  * parameters are ids, numbers and times; callers validate them), "" for a
  * bare name, or NULL. */
