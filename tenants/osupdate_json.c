@@ -156,6 +156,7 @@ int lmdm_osu_rule_from_command(plist_t command, int64_t today, lmdm_osu_rule_t *
         uint64_t n = 0;
         if (plist_get_node_type(defer) != PLIST_UINT) return FAIL("%s", "MaxUserDeferrals is not an integer");
         plist_get_uint_val(defer, &n);
+        if ((int64_t)n < 0) return FAIL("%s", "MaxUserDeferrals is negative"); /* <integer>-1</integer> */
         out->req.max_deferrals = n > 100 ? 100 : (int)n;
     }
     return 0;

@@ -42,7 +42,9 @@ static const char *version(json_t *v)
 char *lmdm_ddm_status_facts(const void *data, size_t len, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* A NUL inside a string the broker does not read must not refuse the
+     * report; the values it keeps are checked for one (token()). */
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     json_t *items = json_is_object(root) ? json_object_get(root, "StatusItems") : NULL;
     if (!json_is_object(items)) {
         snprintf(err, errlen, "the status report is not a JSON object with StatusItems%s%s", root ? "" : ": ",

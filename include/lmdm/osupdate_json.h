@@ -18,6 +18,8 @@
 
 #include "lmdm/osupdate.h"
 
+/* WARNING: req.min_version points into the struct's own min_version: a
+ * copy of the struct must set it again. */
 typedef struct lmdm_osu_rule {
     lmdm_os_requirement_t req; /* latest_ring_delay is left -1: rings are resolved by name */
     char min_version[32];
@@ -35,8 +37,8 @@ json_t *lmdm_osu_rule_to_json(const lmdm_osu_rule_t *r);
 /** A tenant's ScheduleOSUpdate (the Command dictionary) folded into a
  * requirement for its enrollment: the first update's ProductVersion by
  * today + LMDM_OSU_COMMAND_DAYS (InstallASAP / InstallForceRestart: today + 1),
- * or, without a version, every security release within
- * LMDM_OSU_COMMAND_DAYS; MaxUserDeferrals becomes max_deferrals.
+ * or, without a version, every security release within as many days;
+ * MaxUserDeferrals becomes max_deferrals (a negative one is refused).
  * ProductKey-only updates name a macOS catalog item the broker cannot map
  * to a version: refused. 0, or -1 with the reason. */
 int lmdm_osu_rule_from_command(plist_t command, int64_t today, lmdm_osu_rule_t *out, char *err, size_t errlen);
