@@ -66,8 +66,15 @@ CREATE TABLE device_osupdate (
 );
 CREATE INDEX device_osupdate_next ON device_osupdate (next_eval);
 
-ALTER TABLE devices ADD COLUMN osupdate_dirty boolean NOT NULL DEFAULT false;
-CREATE INDEX devices_osupdate_dirty ON devices (id) WHERE osupdate_dirty;
+-- Devices the planner must plan again. A queue of its own rather than a flag
+-- on devices: marking and unmarking then never rewrite a devices row (and
+-- its four indexes). `mark` grows with every marking, so the planner removes
+-- only the marking it planned from, never one that came in meanwhile.
+CREATE SEQUENCE osupdate_mark_seq;
+CREATE TABLE osupdate_queue (
+    device_id bigint PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    mark      bigint NOT NULL DEFAULT nextval('osupdate_mark_seq')
+);
 ALTER TABLE enrollments ADD COLUMN osupdate jsonb; -- the tenant's view of its requirement, last told
 
 ALTER TABLE outbox DROP CONSTRAINT outbox_event_check;
@@ -89,7 +96,8 @@ $$;
 -- Marking devices for the planner (LISTEN lmdm_osupdate).
 -- One device:
 CREATE FUNCTION osupdate_mark(p_device bigint) RETURNS void LANGUAGE sql AS $$
-    UPDATE devices SET osupdate_dirty = true WHERE id = p_device AND NOT osupdate_dirty;
+    INSERT INTO osupdate_queue (device_id) VALUES (p_device)
+    ON CONFLICT (device_id) DO UPDATE SET mark = nextval('osupdate_mark_seq');
     SELECT pg_notify('lmdm_osupdate', '');
 $$;
 
@@ -97,8 +105,9 @@ CREATE FUNCTION osupdate_mark_all(p_platform text) RETURNS integer LANGUAGE plpg
 DECLARE
     n integer;
 BEGIN
-    UPDATE devices SET osupdate_dirty = true
-     WHERE state = 'enrolled' AND NOT osupdate_dirty AND (p_platform IS NULL OR device_platform(info) = p_platform);
+    INSERT INTO osupdate_queue (device_id)
+    SELECT id FROM devices WHERE state = 'enrolled' AND (p_platform IS NULL OR device_platform(info) = p_platform)
+    ON CONFLICT (device_id) DO UPDATE SET mark = nextval('osupdate_mark_seq');
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM pg_notify('lmdm_osupdate', '');
     RETURN n;
@@ -119,10 +128,10 @@ DECLARE
     r tenant_osupdate%ROWTYPE;
 BEGIN
     r := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
-    UPDATE devices d SET osupdate_dirty = true
-      FROM enrollments e
-     WHERE e.device_id = d.id AND e.tenant_id = r.tenant_id AND e.state = 'active'
-       AND (r.enrollment_id IS NULL OR e.id = r.enrollment_id) AND NOT d.osupdate_dirty;
+    INSERT INTO osupdate_queue (device_id)
+    SELECT DISTINCT e.device_id FROM enrollments e
+     WHERE e.tenant_id = r.tenant_id AND e.state = 'active' AND (r.enrollment_id IS NULL OR e.id = r.enrollment_id)
+    ON CONFLICT (device_id) DO UPDATE SET mark = nextval('osupdate_mark_seq');
     PERFORM pg_notify('lmdm_osupdate', '');
     RETURN NULL;
 END $$;
@@ -145,8 +154,7 @@ BEGIN
         OR OLD.info ->> 'ProductName' IS DISTINCT FROM NEW.info ->> 'ProductName'
         OR OLD.info -> 'DeclarationTypes' IS DISTINCT FROM NEW.info -> 'DeclarationTypes'
         OR OLD.info -> 'IsSupervised' IS DISTINCT FROM NEW.info -> 'IsSupervised') THEN
-        NEW.osupdate_dirty := true;
-        PERFORM pg_notify('lmdm_osupdate', '');
+        PERFORM osupdate_mark(NEW.id);
     END IF;
     IF NEW.state = 'enrolled' AND OLD.state IS DISTINCT FROM 'enrolled' THEN
         -- a re-enrolled device has no enforcement declaration any more
@@ -210,16 +218,17 @@ CREATE FUNCTION osupdate_inputs(p_ids bigint[])
 RETURNS TABLE (device_id bigint, platform text, enrollment_type text, os_version text, model text,
                supervised boolean, decl_types text, ring text, timezone text, owner_install_at bigint,
                owner_target text, deferrals_used integer, plan_hash text, enforced text, decl_token text,
-               enrollment_id bigint, tenant_name text, rule text, state text)
+               enrollment_id bigint, tenant_name text, rule text, state text, mark bigint)
 LANGUAGE sql STABLE AS $$
     SELECT d.id, device_platform(d.info), d.enrollment_type, coalesce(d.info ->> 'OSVersion', ''),
            coalesce(d.info ->> 'ProductName', d.info ->> 'Model', ''), (d.info ->> 'IsSupervised')::boolean,
            (d.info -> 'DeclarationTypes')::text,
            o.ring, o.timezone, extract(epoch FROM o.owner_install_at)::bigint, o.owner_target,
            coalesce(o.deferrals_used, 0), o.plan_hash, o.enforced, o.decl_token,
-           e.id, t.name, r.rule::text, d.state
+           e.id, t.name, r.rule::text, d.state, q.mark
       FROM devices d
       LEFT JOIN device_osupdate o ON o.device_id = d.id
+      LEFT JOIN osupdate_queue q ON q.device_id = d.id
       LEFT JOIN enrollments e ON e.device_id = d.id AND e.state = 'active'
       LEFT JOIN tenants t ON t.id = e.tenant_id
       LEFT JOIN LATERAL (SELECT x.rule FROM tenant_osupdate x
@@ -230,8 +239,10 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Store one device's plan, in one transaction:
---   p_plan / p_hash / p_state / p_next: the plan (unchanged hash: only
---     next_eval and the dirty flag are written);
+--   p_mark: the queue marking it was planned from (NULL: planned because
+--     next_eval came); removed unless the device was marked again since;
+--   p_plan / p_hash / p_state / p_next: the plan and when its state changes
+--     next;
 --   p_views: {enrollment id: the tenant's view}; an enrollment whose view
 --     changed gets an osupdate.changed event;
 --   p_owner_target: the plan's target; the owner's choice and deferrals are
@@ -241,39 +252,57 @@ $$;
 --     to withdraw it) and p_cmd_* (a DeclarativeManagement or
 --     ScheduleOSUpdate command, NULL: none) are applied, with a ledger entry
 --     per active enrollment.
+-- The device's row is written once, and not at all when nothing changed.
 -- Returns 'unchanged', 'planned' or 'enforced', or 'gone'.
-CREATE FUNCTION osupdate_store(p_device bigint, p_plan jsonb, p_hash text, p_state text, p_next bigint,
-                               p_views jsonb, p_owner_target text, p_enforce text, p_decl text, p_decl_token text,
-                               p_cmd_uuid uuid, p_cmd_type text, p_cmd text) RETURNS text
+CREATE FUNCTION osupdate_store(p_device bigint, p_mark bigint, p_plan jsonb, p_hash text, p_state text,
+                               p_next bigint, p_views jsonb, p_owner_target text, p_enforce text, p_decl text,
+                               p_decl_token text, p_cmd_uuid uuid, p_cmd_type text, p_cmd text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
-    d devices%ROWTYPE;
+    dstate text;
     o device_osupdate%ROWTYPE;
     e record;
     ch bigint;
     result text := 'unchanged';
     detail text;
+    nxt timestamptz := CASE WHEN p_next IS NULL THEN NULL ELSE to_timestamp(p_next) END;
+    reset boolean;
+    planned boolean;
+    enforce boolean;
+    declared boolean;
 BEGIN
-    SELECT * INTO d FROM devices WHERE id = p_device FOR UPDATE;
-    IF NOT FOUND THEN RETURN 'gone'; END IF;
-    UPDATE devices SET osupdate_dirty = false WHERE id = p_device;
-    IF d.state <> 'enrolled' THEN
-        UPDATE device_osupdate SET next_eval = NULL WHERE device_id = p_device;
+    DELETE FROM osupdate_queue WHERE device_id = p_device AND mark <= p_mark;
+    SELECT state INTO dstate FROM devices WHERE id = p_device FOR SHARE;
+    IF dstate IS DISTINCT FROM 'enrolled' THEN
+        UPDATE device_osupdate SET next_eval = NULL WHERE device_id = p_device AND next_eval IS NOT NULL;
         RETURN 'gone';
     END IF;
-    INSERT INTO device_osupdate (device_id) VALUES (p_device) ON CONFLICT DO NOTHING;
-    SELECT * INTO o FROM device_osupdate WHERE device_id = p_device;
-    IF o.owner_target IS DISTINCT FROM p_owner_target THEN
-        UPDATE device_osupdate SET owner_install_at = NULL, deferrals_used = 0, owner_target = p_owner_target
+    SELECT * INTO o FROM device_osupdate WHERE device_id = p_device FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO device_osupdate (device_id) VALUES (p_device) ON CONFLICT DO NOTHING;
+        SELECT * INTO o FROM device_osupdate WHERE device_id = p_device FOR UPDATE;
+    END IF;
+    reset := o.owner_target IS DISTINCT FROM p_owner_target;
+    planned := o.plan_hash IS DISTINCT FROM p_hash;
+    enforce := o.enforced IS DISTINCT FROM p_enforce;
+    declared := enforce AND o.decl_token IS DISTINCT FROM p_decl_token;
+    IF reset OR planned OR enforce OR o.next_eval IS DISTINCT FROM nxt THEN
+        UPDATE device_osupdate
+           SET owner_install_at = CASE WHEN reset THEN NULL ELSE owner_install_at END,
+               deferrals_used = CASE WHEN reset THEN 0 ELSE deferrals_used END,
+               owner_target = p_owner_target,
+               next_eval = nxt,
+               plan = CASE WHEN planned THEN p_plan ELSE plan END,
+               plan_hash = p_hash,
+               state = p_state,
+               updated_at = CASE WHEN planned THEN now() ELSE updated_at END,
+               enforced = p_enforce,
+               decl = CASE WHEN declared THEN p_decl ELSE decl END,
+               decl_token = CASE WHEN declared THEN p_decl_token ELSE decl_token END,
+               decl_at = CASE WHEN declared THEN now() ELSE decl_at END
          WHERE device_id = p_device;
     END IF;
-    UPDATE device_osupdate SET next_eval = CASE WHEN p_next IS NULL THEN NULL ELSE to_timestamp(p_next) END
-     WHERE device_id = p_device;
-    IF o.plan_hash IS DISTINCT FROM p_hash THEN
-        UPDATE device_osupdate SET plan = p_plan, plan_hash = p_hash, state = p_state, updated_at = now()
-         WHERE device_id = p_device;
-        result := 'planned';
-    END IF;
+    IF planned THEN result := 'planned'; END IF;
     FOR e IN SELECT en.id, en.tenant_id, en.pseudonym, en.osupdate FROM enrollments en
               WHERE en.device_id = p_device AND en.state = 'active' LOOP
         IF p_views ? e.id::text AND e.osupdate IS DISTINCT FROM p_views -> e.id::text THEN
@@ -284,12 +313,7 @@ BEGIN
             END IF;
         END IF;
     END LOOP;
-    IF o.enforced IS NOT DISTINCT FROM p_enforce THEN RETURN result; END IF;
-    UPDATE device_osupdate SET enforced = p_enforce WHERE device_id = p_device;
-    IF o.decl_token IS DISTINCT FROM p_decl_token THEN
-        UPDATE device_osupdate SET decl = p_decl, decl_token = p_decl_token, decl_at = now()
-         WHERE device_id = p_device;
-    END IF;
+    IF NOT enforce THEN RETURN result; END IF;
     IF p_cmd_type IS NOT NULL THEN
         SELECT id INTO ch FROM channels WHERE device_id = p_device AND user_key = '';
         IF ch IS NOT NULL THEN
@@ -439,4 +463,4 @@ BEGIN
 END $$;
 
 -- Devices enrolled before this migration are planned once.
-UPDATE devices SET osupdate_dirty = true WHERE state = 'enrolled';
+SELECT osupdate_mark_all(NULL);

@@ -180,19 +180,18 @@ static lmdm_osu_tenant_state_t security_part(const ctx_t *c, const lmdm_os_requi
 {
     const lmdm_os_release_t *best = NULL;
     int64_t oldest = 0;
-    int any = 0;
     for (size_t i = 0; i < c->nrel; i++) {
         const lmdm_os_release_t *r = &c->rel[i];
         if (!r->security || !counts(c, r) || lmdm_osversion_cmp(r->version, c->dev->os_version) <= 0)
             continue;
         if (!q->allow_major && lmdm_osversion_major(r->version) != c->major) continue;
-        any = 1;
+        /* A release for other models only (Apple ships device-specific
+         * ones) is not one this device is missing. */
         if (!supported(c, i)) continue;
         if (!best || r->released < oldest) oldest = r->released;
         if (newer(r, best)) best = r;
     }
-    if (!any) return LMDM_OSU_T_MET;
-    if (!best) return LMDM_OSU_T_UNSUPPORTED;
+    if (!best) return LMDM_OSU_T_MET;
     *target = best;
     *deadline = oldest + q->latest_security_days;
     return LMDM_OSU_T_REQUIRED;

@@ -5,7 +5,7 @@
  * LISTEN lmdm_osupdate; then
  *   - reload the releases when an import happened (os_release_imports) and
  *     the rings;
- *   - for devices marked osupdate_dirty (a release import, a tenant's
+ *   - for devices queued in osupdate_queue (a release import, a tenant's
  *     requirement, an enrollment, a new OS version reported, an owner's
  *     choice) and devices whose plan changes state now (next_eval: the ring
  *     starts, the install time or the deadline passes): read their inputs
@@ -244,6 +244,7 @@ typedef struct {
     int64_t device;
     const char *platform, *enrollment_type, *os_version, *model, *decl_types, *ring, *timezone, *owner_target;
     const char *plan_hash, *enforced, *decl_token;
+    const char *mark; /* the queue marking planned from, NULL: none */
     int supervised, deferrals_used;
     int64_t owner_install_at;
     int enrolled;
@@ -274,6 +275,7 @@ static int collect(const PGresult *r, int row, inputs_t *in)
     in->enforced = PQgetisnull(r, row, 13) ? NULL : PQgetvalue(r, row, 13);
     in->decl_token = PQgetisnull(r, row, 14) ? NULL : PQgetvalue(r, row, 14);
     in->enrolled = strcmp(PQgetvalue(r, row, 18), "enrolled") == 0;
+    in->mark = PQgetisnull(r, row, 19) ? NULL : PQgetvalue(r, row, 19);
     int n = PQntuples(r);
     for (; row < n && atoll(PQgetvalue(r, row, 0)) == in->device; row++) {
         if (PQgetisnull(r, row, 15) || in->ntenants == LMDM_OSU_MAX_TENANTS) continue;
@@ -590,6 +592,7 @@ static int plan_device(lmdm_osupdate_planner_t *p, inputs_t *in, int64_t now)
     int64_t nx = next_eval(pl, now);
     snprintf(next_s, sizeof next_s, "%lld", (long long)nx);
     const char *v[] = {dev_s,
+                       in->mark,
                        plan,
                        hash,
                        lmdm_osu_state_name(pl->state),
@@ -604,8 +607,9 @@ static int plan_device(lmdm_osupdate_planner_t *p, inputs_t *in, int64_t now)
                        e.cmd};
     PGresult *r = lmdm_bgdb_expect_prepared(
         &p->db, "store the plan", "osu_store",
-        "SELECT osupdate_store($1, $2::jsonb, $3, $4, $5::bigint, $6::jsonb, $7, $8, $9, $10, $11::uuid, $12, $13)",
-        13, v, PGRES_TUPLES_OK);
+        "SELECT osupdate_store($1, $2::bigint, $3::jsonb, $4, $5, $6::bigint, $7::jsonb, $8, $9, $10, $11, "
+        "$12::uuid, $13, $14)",
+        14, v, PGRES_TUPLES_OK);
     enforce_clear(&e);
     if (!r) goto out;
     const char *res = PQgetvalue(r, 0, 0);
@@ -725,9 +729,10 @@ static int turn(void *arg)
     const char *pv[] = {now_s};
     PGresult *r = lmdm_bgdb_expect_prepared(
         &p->db, "devices to plan", "osu_pick",
-        "SELECT coalesce(array_agg(id)::text, '{}'), count(*) FROM (SELECT id FROM devices WHERE osupdate_dirty "
-        "UNION SELECT device_id FROM device_osupdate WHERE next_eval <= to_timestamp($1::bigint) "
-        "ORDER BY 1 LIMIT 200) x",
+        "SELECT coalesce(array_agg(id)::text, '{}'), count(*) FROM ("
+        "(SELECT device_id AS id FROM osupdate_queue ORDER BY device_id LIMIT 200) "
+        "UNION (SELECT device_id FROM device_osupdate WHERE next_eval <= to_timestamp($1::bigint) "
+        "ORDER BY next_eval LIMIT 200) ORDER BY 1 LIMIT 200) x",
         1, pv, PGRES_TUPLES_OK);
     if (!r) return -1;
     int n = atoi(PQgetvalue(r, 0, 1));

@@ -10,7 +10,8 @@
  *                           release: the target is the newest such release,
  *                           the deadline N days after the OLDEST one not
  *                           installed yet (it is the one that has waited
- *                           longest);
+ *                           longest); releases for other models
+ *                           only (device-specific ones) do not count;
  *   min_version X by D      version X or later by date D (the target is the
  *                           newest release of X's major line, at least X, the
  *                           device supports);
@@ -107,7 +108,8 @@ typedef enum {
     LMDM_OSU_T_NONE = 0,    /* it asks nothing */
     LMDM_OSU_T_MET,         /* the device already runs what it asks */
     LMDM_OSU_T_REQUIRED,    /* it needs an update: target and deadline below */
-    LMDM_OSU_T_UNSUPPORTED, /* what it asks exists but the device cannot install it */
+    LMDM_OSU_T_UNSUPPORTED, /* its min_version exists but not for this device's model (security
+                             * releases for other models only are not missing: MET) */
     LMDM_OSU_T_NO_RELEASE,  /* its min_version is not in the feed yet */
 } lmdm_osu_tenant_state_t;
 const char *lmdm_osu_tenant_state_name(lmdm_osu_tenant_state_t s); /* "none", "met", ... "no_release" */

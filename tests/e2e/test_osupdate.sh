@@ -22,7 +22,7 @@ echo "2026-09-01T12:00:00Z" >"$CLOCK"
 e2e_start_full "osupdate_clock_file = \"$CLOCK\"" "osupdate_timezone = \"Europe/Berlin\""
 lmdm() { "$LMDM_BIN" "$@" --config "$CONF"; }
 
-settled() { [ "$(psqlq "SELECT count(*) FROM devices WHERE osupdate_dirty")" = 0 ]; }
+settled() { [ "$(psqlq "SELECT count(*) FROM osupdate_queue")" = 0 ]; }
 settle() { sleep 0.3; wait_for 10 settled || fail "the planner did not settle"; }
 dev_id() { psqlq "SELECT id FROM devices WHERE device_key = '$(jq -r 'if .user_enrollment then .enrollment_id else .udid end' "$1/device.json")'"; }
 plan() { psqlq "SELECT plan ->> '$2' FROM device_osupdate WHERE device_id = $1"; }
@@ -153,6 +153,9 @@ expect_eq "$(plan "$A" mechanism)" declaration "A: iOS 18 takes the enforcement 
 expect_eq "$(psqlq "SELECT plan -> 'deadline_from' ->> 0 FROM device_osupdate WHERE device_id = $A")" \
   "General Hospital" "A: the deadline's provenance"
 [ "$(cmds "$A" DeclarativeManagement)" -ge 1 ] && pass "A is told to sync" || fail "no DeclarativeManagement for A"
+"$SIM" run --dir "$T/A" --cacert "$CA" >"$T/A.run"
+expect_contains "$(jq -r 'select(.request_type == "DeclarativeManagement") | .sent_status' "$T/A.run")" \
+  Acknowledged "the simulated iPhone receives and acknowledges the DeclarativeManagement command"
 items=$(ddm "$T/A" declaration-items)
 expect_contains "$(jq -c '[.Declarations.Configurations[].Identifier]' <<<"$items")" lmdm.broker.osupdate \
   "A's declaration set holds the enforcement"
