@@ -26,6 +26,10 @@
 #include "lmdm/bgdb.h"
 #include "lmdm/log.h"
 
+/* Entries come one NOTIFY per transaction: seal them in batches of 100 ms
+ * rather than a few at a time (sealing is not latency-sensitive; checkpoints
+ * follow ledger_checkpoint_interval). */
+#define GATHER_MS 100
 #define POLL_MS 1000
 #define BATCH 500
 
@@ -145,8 +149,8 @@ static int seal_batch(dbx_t *d)
         "SELECT l.seq, ledger_ts(l.at), l.actor_kind, l.tenant_id, l.enrollment, l.event, l.request_type, "
         "l.decision, l.reason, l.body_kind, l.detail, "
         "CASE l.body_kind WHEN 'command' THEN c.payload WHEN 'result' THEN c.result END "
-        "FROM ledger_pending p JOIN ledger l ON l.seq = p.seq LEFT JOIN commands c ON c.id = l.body_ref "
-        "ORDER BY p.seq LIMIT 500";
+        "FROM (SELECT seq FROM ledger_pending ORDER BY seq LIMIT 500) p "
+        "JOIN ledger l ON l.seq = p.seq LEFT JOIN commands c ON c.id = l.body_ref ORDER BY p.seq";
     _Static_assert(BATCH == 500, "the LIMIT of pick");
     PGresult *r = d->exec(d, "pending entries", pick, 0, NULL, PGRES_TUPLES_OK);
     if (!r) return -1;
@@ -301,8 +305,8 @@ static void *run(void *arg)
 {
     lmdm_ledger_sealer_t *s = arg;
     lmdm_bgloop_t loop = {.db = &s->db, .lock_key = LMDM_LEDGER_LOCK_KEY, .channel = "lmdm_ledger",
-                          .role = "seals the audit ledger", .poll_ms = POLL_MS, .turn = turn, .on_lead = on_lead,
-                          .ctx = s};
+                          .role = "seals the audit ledger", .poll_ms = POLL_MS, .gather_ms = GATHER_MS,
+                          .turn = turn, .on_lead = on_lead, .ctx = s};
     lmdm_bgloop_run(&loop);
     return NULL;
 }

@@ -218,8 +218,11 @@ void lmdm_bgloop_run(const lmdm_bgloop_t *l)
         if (more == 0) {
             /* Nothing to do: wait for a NOTIFY, or the poll interval. */
             uint64_t deadline = lmdm_now_ns() + (uint64_t)l->poll_ms * 1000000u;
-            lmdm_bgdb_wait_fd(b, PQsocket(b->conn), POLLIN, deadline);
+            int woke = lmdm_bgdb_wait_fd(b, PQsocket(b->conn), POLLIN, deadline) == 1;
             if (lmdm_bgdb_notifies(b) < 0) more = -1;
+            /* A NOTIFY tends to come first of many (one per committed
+             * transaction): let a burst gather into one turn. */
+            else if (woke && l->gather_ms > 0) lmdm_bgdb_sleep(b, l->gather_ms);
         }
         if (more < 0) {
             if (!stopping(b)) lmdm_warn("%s: database connection dropped; reconnecting", b->who);

@@ -769,7 +769,8 @@ static void *run(void *arg)
 {
     lmdm_osupdate_planner_t *p = arg;
     lmdm_bgloop_t loop = {.db = &p->db, .lock_key = LMDM_OSUPDATE_LOCK_KEY, .channel = "lmdm_osupdate",
-                          .role = "plans OS updates", .poll_ms = POLL_MS, .turn = turn, .on_lead = on_lead, .ctx = p};
+                          .role = "plans OS updates", .poll_ms = POLL_MS, .gather_ms = 20, .turn = turn,
+                          .on_lead = on_lead, .ctx = p};
     lmdm_bgloop_run(&loop);
     return NULL;
 }

@@ -62,7 +62,8 @@ void lmdm_bgdb_sleep(lmdm_bgdb_t *b, int ms);
 /** The loop of a background worker that one broker instance runs at a time:
  * (re)connect with backoff, take the advisory lock `lock_key` (or stand by,
  * asking again every 3 s), LISTEN `channel`; then call turn() until it says
- * there is nothing more (0), and wait for a NOTIFY or poll_ms. turn()
+ * there is nothing more (0), and wait for a NOTIFY (then gather_ms more, so
+ * that a burst of them is one turn) or poll_ms. turn()
  * returning -1 drops the connection (and the lock) and starts over. Returns
  * when *db.stop is set. */
 typedef struct lmdm_bgloop {
@@ -71,6 +72,7 @@ typedef struct lmdm_bgloop {
     const char *channel;
     const char *role;            /* for the logs: "seals the audit ledger" */
     int poll_ms;
+    int gather_ms;               /* after a NOTIFY woke the loop, wait this long before the turn (0: none) */
     int (*turn)(void *ctx);      /* 1: call again at once, 0: idle, -1: connection trouble */
     void (*on_lead)(void *ctx);  /* the lock was taken (may be NULL) */
     void *ctx;
