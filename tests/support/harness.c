@@ -1,6 +1,8 @@
 #include "harness.h"
 
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 int harness_failures;
 int harness_checks;
@@ -35,4 +37,24 @@ int harness_finish(void)
     fprintf(stderr, "%d tests, %d failed, %d checks, %d failed checks\n", tests_run, tests_failed,
             harness_checks, harness_failures);
     return harness_failures ? 1 : 0;
+}
+
+char *harness_read_vector(const char *rel, size_t *len)
+{
+    const char *dir = getenv("LMDM_VECTORS");
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data/vectors", rel);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        harness_fail(__FILE__, __LINE__, "cannot open %s", path);
+        return NULL;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc(n > 0 ? (size_t)n + 1 : 1);
+    *len = n > 0 ? fread(s, 1, (size_t)n, f) : 0;
+    s[*len] = '\0';
+    fclose(f);
+    return s;
 }

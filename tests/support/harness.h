@@ -18,6 +18,9 @@ extern const char *harness_current;
 void harness_fail(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int harness_finish(void);
 void harness_run(const char *name, void (*fn)(void));
+/** A file of the vendored test data ($LMDM_VECTORS/rel, else tests/data/vectors/rel), NUL-terminated
+ * (malloc'd; its length in *len), or NULL after a failed check. */
+char *harness_read_vector(const char *rel, size_t *len);
 
 #define RUN(fn) harness_run(#fn, fn)
 

@@ -13,31 +13,12 @@
 
 #define REFUSED "the status report is not a JSON object with StatusItems"
 
-static char *slurp(const char *rel, size_t *len)
-{
-    const char *dir = getenv("LMDM_VECTORS");
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data/vectors", rel);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        harness_fail(__FILE__, __LINE__, "cannot open %s", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    *len = fread(s, 1, (size_t)n, f);
-    s[*len] = '\0';
-    fclose(f);
-    return s;
-}
 
 /* The facts of a vendored report (malloc'd), or NULL. */
 static char *vector_facts(const char *rel)
 {
     size_t len = 0;
-    char *data = slurp(rel, &len);
+    char *data = harness_read_vector(rel, &len);
     if (!data) return NULL;
     char err[256] = "";
     char *out = lmdm_ddm_status_facts(data, len, err, sizeof(err));

@@ -20,31 +20,12 @@
 #define D_2026_06_01 20605
 #define D_2026_08_17 20682
 
-static char *slurp(const char *rel, size_t *len)
-{
-    const char *dir = getenv("LMDM_VECTORS");
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data/vectors", rel);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        harness_fail(__FILE__, __LINE__, "cannot open %s", path);
-        return NULL;
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    *len = fread(s, 1, (size_t)n, f);
-    s[*len] = '\0';
-    fclose(f);
-    return s;
-}
 
 /* Parses a vendored file; 0 on success. */
 static int load(const char *rel, lmdm_feed_t *f)
 {
     size_t len = 0;
-    char *s = slurp(rel, &len);
+    char *s = harness_read_vector(rel, &len);
     char err[256] = "x";
     int rv = s ? lmdm_feed_parse(s, len, f, err, sizeof(err)) : -1;
     if (rv != 0) harness_fail(__FILE__, __LINE__, "%s: %s", rel, err);
