@@ -12,6 +12,7 @@ PACKAGES=(
   libevent-dev libplist-dev libhttp-parser-dev libcurl4-openssl-dev
   postgresql postgresql-contrib
   nghttp2-client nghttp2-server curl openssl ca-certificates jq
+  tzdata  # time zones of OS-update install times and deadlines (/usr/share/zoneinfo)
 )
 # The browser test of the owner pages (tests/e2e/test_browser.sh: headless
 # Chromium driven by playwright-core from npm).

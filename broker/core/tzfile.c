@@ -144,6 +144,11 @@ int lmdm_tzfile_rule_in(const char *dir, const char *name, char *posix, size_t l
     char *buf = NULL;
     size_t n = 0;
     int rc = slurp(path, &buf, &n);
+    if (rc == LMDM_ERR_NOT_FOUND && (strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0)) {
+        /* The default zone works on a machine without the tz database. */
+        snprintf(posix, len, "UTC0");
+        return 0;
+    }
     if (rc == LMDM_ERR_NOT_FOUND) return errf(err, errlen, rc, "unknown time zone '%s'", name);
     if (rc != 0) return errf(err, errlen, rc, "time zone '%s': %s", name, lmdm_strerror(rc));
     rc = rule_from(name, buf, n, posix, len, err, errlen);
