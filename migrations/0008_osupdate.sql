@@ -429,7 +429,8 @@ BEGIN
        SET owner_install_at = to_timestamp(p_install),
            deferrals_used = CASE WHEN owner_target IS NOT DISTINCT FROM p_target THEN deferrals_used + p_deferral
                                  ELSE p_deferral END,
-           owner_target = p_target
+           owner_target = p_target,
+           plan_hash = NULL -- stale until the planner ran: another choice meanwhile answers 'changed'
      WHERE device_id = p_device AND plan_hash = p_hash;
     IF NOT FOUND THEN RETURN 'changed'; END IF;
     PERFORM osupdate_mark(p_device);

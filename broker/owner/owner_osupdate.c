@@ -211,7 +211,15 @@ void owner_osupdate_section(lmdm_buf_t *b, owner_ctx_t *x, const char *plan_json
             lmdm_buf_puts(b, "; it installs on ");
             pretty_local(b, jstr(plan, "install_local"));
         }
-        lmdm_buf_puts(b, json_is_true(json_object_get(plan, "owner_chose")) ? " (your choice).</p>\n" : ".</p>\n");
+        lmdm_buf_puts(b, json_is_true(json_object_get(plan, "owner_chose")) ? " (your choice)" : "");
+        /* A ring that starts on the release day can begin past its first night. */
+        char at[24];
+        int64_t install, now = lmdm_osupdate_now(x->app->cfg);
+        snprintf(at, sizeof at, "%s", jstr(plan, "install_at"));
+        at[strcspn(at, "Z")] = '\0';
+        if (strcmp(state, "waiting") != 0 && lmdm_datetime_parse(at, &install) == 0 && now >= install)
+            lmdm_buf_puts(b, ": that time has passed, so it installs at the next opportunity");
+        lmdm_buf_puts(b, ".</p>\n");
         how_enforced(b, jstr(plan, "mechanism"));
         schedule_forms(b, x, plan);
     }
@@ -301,7 +309,7 @@ static void plan_done(void *arg, int err, PGresult *res)
         return;
     }
     int64_t now = lmdm_osupdate_now(x->app->cfg), when = 0;
-    int deferral = 0;
+    int deferral = 0, status = 409;
     const char *why = NULL;
     if (strcmp(x->action, "defer") == 0) {
         if (lmdm_osu_defer(p, now, &when, &why) == 0) deferral = 1;
@@ -311,8 +319,10 @@ static void plan_done(void *arg, int err, PGresult *res)
         lmdm_tz_t tz;
         int64_t local;
         const char *w = field(x, "when");
-        if (!w || lmdm_datetime_parse(w, &local) != 0)
+        if (!w || lmdm_datetime_parse(w, &local) != 0) {
             why = "Give a date and time, such as 2027-03-10 21:00.";
+            status = 400;
+        }
         else if (lmdm_tzfile_rule(PQgetvalue(res, 0, 2), posix, sizeof posix, zerr, sizeof zerr) != 0 ||
                  lmdm_tz_parse(posix, &tz, zerr, sizeof zerr) != 0)
             why = "The device's time zone is not known to this server.";
@@ -321,8 +331,10 @@ static void plan_done(void *arg, int err, PGresult *res)
     }
     const char *version = lmdm_arena_strdup(x->req->arena, target.version);
     json_decref(j); /* target.version pointed into it */
+    if (why && why[0] >= 'a' && why[0] <= 'z') /* policy/'s reasons are fragments */
+        why = lmdm_arena_printf(x->req->arena, "%c%s.", why[0] - 'a' + 'A', why + 1);
     if (why) {
-        respond_refused(x, 409, why);
+        respond_refused(x, status, why);
         return;
     }
     char when_s[24], def_s[4];
