@@ -20,30 +20,12 @@
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (run through tests/e2e/test_browser.sh)`);
-  return v;
-}
+const { env, check, finish } = require('./check.js');
 
 const SHOTS = env('LMDM_SHOTS');
 const PUBLIC_URL = env('LMDM_PUBLIC_URL');
 const EVIL = env('LMDM_TENANT_EVIL');
 const GOOD = env('LMDM_TENANT_GOOD');
-
-let failures = 0;
-
-// A check that does not stop the test when it fails.
-async function check(what, fn) {
-  try {
-    await fn();
-    console.log(`ok: ${what}`);
-  } catch (e) {
-    failures++;
-    console.log(`FAIL: ${what}: ${e.message.split('\n')[0]}`);
-  }
-}
 
 async function text(locator) {
   return (await locator.textContent()) ?? '';
@@ -281,7 +263,7 @@ async function main() {
 }
 
 main().then(
-  () => process.exit(failures ? 1 : 0),
+  () => finish(),
   (e) => {
     console.log(`FAIL: ${e.stack || e}`);
     process.exit(1);

@@ -18,41 +18,10 @@
 
 SIM="$LMDM_BUILD/tests/sim/lmdm-sim"
 [ -x "$SIM" ] || { echo "FAIL: missing $SIM"; exit 1; }
-CHROMIUM=/usr/bin/chromium
-BROWSER_SRC="$LMDM_SRC/tests/browser"
-NODE_DIR="$LMDM_BUILD/browser-node" # node_modules for the test, outside the source tree
+. "$(dirname "$0")/browser_lib.sh"
 SHOTS="${LMDM_TEST_OUT:?run through ctest}/browser"
 started=$SECONDS
-
-need() { # need COMMAND-OR-PATH WHAT
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "FAIL: $2 is missing ($1). The browser test needs it; install it with deploy/install-deps.sh."
-  exit 1
-}
-need "$CHROMIUM" "Debian's chromium package"
-need node "Node.js (Debian package nodejs)"
-need npm "npm (Debian package npm)"
-
-# playwright-core as the lock file pins it. npm ci runs again only when the lock
-# file changed, so later runs work offline.
-install_playwright() {
-  mkdir -p "$NODE_DIR"
-  if [ -f "$NODE_DIR/node_modules/playwright-core/package.json" ] &&
-    cmp -s "$BROWSER_SRC/package-lock.json" "$NODE_DIR/package-lock.json"; then
-    return 0
-  fi
-  cp "$BROWSER_SRC/package.json" "$BROWSER_SRC/package-lock.json" "$NODE_DIR/"
-  if ! (cd "$NODE_DIR" && npm ci --no-audit --no-fund --prefer-offline --fetch-retries=1 \
-    --fetch-timeout=30000 >npm.log 2>&1); then
-    echo "FAIL: npm ci could not install playwright-core (pinned in tests/browser/package-lock.json)"
-    echo "into $NODE_DIR. The npm registry must be reachable the first time (or the package in the npm"
-    echo "cache). npm said:"
-    tail -n 20 "$NODE_DIR/npm.log"
-    exit 1
-  fi
-}
-install_playwright
-pass "playwright-core installed ($((SECONDS - started)) s)"
+browser_setup
 
 e2e_start_full "mdm_max_body = 256k"
 

@@ -12,48 +12,17 @@
 # osupdate_pages.js). Afterwards the stored plan is checked here.
 # Screenshots of every page: $LMDM_TEST_OUT/browser-osupdate/*.png.
 #
-# Needs /usr/bin/chromium, node and npm and playwright-core, installed exactly
-# as tests/e2e/test_browser.sh installs it (the same directory under the build
-# directory, the same tests/browser/package-lock.json; the code doing it is
-# duplicated from there). Missing any of these is a failure, not a skip.
+# Needs /usr/bin/chromium, node, npm and playwright-core, set up by
+# tests/e2e/browser_lib.sh as for test_browser.sh. Missing any of these is a
+# failure, not a skip.
 . "$(dirname "$0")/lib.sh"
 
 SIM="$LMDM_BUILD/tests/sim/lmdm-sim"
 [ -x "$SIM" ] || { echo "FAIL: missing $SIM"; exit 1; }
-CHROMIUM=/usr/bin/chromium
-BROWSER_SRC="$LMDM_SRC/tests/browser"
-NODE_DIR="$LMDM_BUILD/browser-node" # shared with test_browser.sh
+. "$(dirname "$0")/browser_lib.sh"
 SHOTS="${LMDM_TEST_OUT:?run through ctest}/browser-osupdate"
 started=$SECONDS
-
-need() { # need COMMAND-OR-PATH WHAT
-  command -v "$1" >/dev/null 2>&1 && return 0
-  echo "FAIL: $2 is missing ($1). The browser test needs it; install it with deploy/install-deps.sh."
-  exit 1
-}
-need "$CHROMIUM" "Debian's chromium package"
-need node "Node.js (Debian package nodejs)"
-need npm "npm (Debian package npm)"
-
-# playwright-core as the lock file pins it (as test_browser.sh does).
-install_playwright() {
-  mkdir -p "$NODE_DIR"
-  if [ -f "$NODE_DIR/node_modules/playwright-core/package.json" ] &&
-    cmp -s "$BROWSER_SRC/package-lock.json" "$NODE_DIR/package-lock.json"; then
-    return 0
-  fi
-  cp "$BROWSER_SRC/package.json" "$BROWSER_SRC/package-lock.json" "$NODE_DIR/"
-  if ! (cd "$NODE_DIR" && npm ci --no-audit --no-fund --prefer-offline --fetch-retries=1 \
-    --fetch-timeout=30000 >npm.log 2>&1); then
-    echo "FAIL: npm ci could not install playwright-core (pinned in tests/browser/package-lock.json)"
-    echo "into $NODE_DIR. The npm registry must be reachable the first time (or the package in the npm"
-    echo "cache). npm said:"
-    tail -n 20 "$NODE_DIR/npm.log"
-    exit 1
-  fi
-}
-install_playwright
-pass "playwright-core installed ($((SECONDS - started)) s)"
+browser_setup
 
 CLOCK="$T/clock"
 echo "2026-09-01T12:00:00Z" >"$CLOCK"
