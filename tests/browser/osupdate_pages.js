@@ -29,7 +29,7 @@
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
-const { env, check, finish } = require('./check.js');
+const { env, check, finish, newPage, pageChecks } = require('./lib.js');
 
 const SHOTS = env('LMDM_SHOTS');
 const PUBLIC_URL = env('LMDM_PUBLIC_URL');
@@ -85,34 +85,6 @@ async function submit(page, btn) {
   const first = resp.request().redirectedFrom();
   const post = first ? await first.response() : resp;
   return { post: post.status(), method: (first ?? resp.request()).method(), final: resp.status(), url: page.url() };
-}
-
-// A phone-sized page that records every dialog (there must never be one).
-async function newPage(browser, dialogs) {
-  const context = await browser.newContext({
-    ignoreHTTPSErrors: true, // the broker's dev certificate
-    viewport: { width: 390, height: 844 },
-    isMobile: true,
-    hasTouch: true,
-  });
-  const page = await context.newPage();
-  page.setDefaultTimeout(10000);
-  page.on('dialog', (d) => {
-    dialogs.push(`${d.type()}: ${d.message()}`);
-    d.dismiss().catch(() => {});
-  });
-  return { context, page };
-}
-
-// What every page must hold: no script at all, and nothing wider than a phone.
-async function pageChecks(page, name) {
-  await check(`${name}: no script element`, async () => {
-    assert.equal(await page.locator('script').count(), 0);
-  });
-  await check(`${name}: fits a phone's width (no horizontal scrolling)`, async () => {
-    const [scroll, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
-    assert.ok(scroll <= width, `page is ${scroll}px wide in a ${width}px window`);
-  });
 }
 
 async function afterChoice(what, res) {
