@@ -341,6 +341,7 @@ void lmdm_os_plan(const lmdm_os_device_t *dev, const lmdm_os_requirement_t *req,
     if (nreq > LMDM_OSU_MAX_TENANTS) nreq = LMDM_OSU_MAX_TENANTS;
     memset(out, 0, offsetof(lmdm_os_plan_t, tenant));
     out->ntenants = nreq;
+    out->tz = dev->tz;
     out->mechanism =
         lmdm_osu_mechanism(dev->platform, dev->os_version, dev->user_enrollment, dev->supervised);
     limits(req, nreq, out);
@@ -409,7 +410,8 @@ int lmdm_osu_defer(const lmdm_os_plan_t *p, int64_t now, int64_t *when, const ch
         return refuse(why, "the install is already at the deadline");
     if (p->deferrals_left == 0) return refuse(why, "no deferral is left");
     int64_t base = p->install_at > now ? p->install_at : now;
-    int64_t t = base + DAY;
+    /* A day later on the wall clock: 21:00 stays 21:00 across a DST change. */
+    int64_t t = p->tz ? lmdm_tz_to_utc(p->tz, lmdm_tz_to_local(p->tz, base) + DAY) : base + DAY;
     if (t > p->deadline) t = p->deadline;
     if (when) *when = t;
     return 0;

@@ -2,6 +2,7 @@
  *   PUT/GET/DELETE /v1/rules/osupdate    the tenant's requirement (all its enrollments)
  *   GET /v1/enrollments/{id}/osupdate    where its requirement stands on one device
  *   GET /v1/rings                        the operator's rings (for latest_ring)
+ *   GET /v1/releases[?platform=iOS|macOS] the OS releases the broker knows
  * The broker merges every tenant's requirement into one plan per device
  * (broker/osupdate/osupdate_apply.c); a tenant sees its own requirement and
  * its own state, never another tenant's. */
@@ -24,6 +25,14 @@ static const lmdm_db_stmt_t st_rings = {
     "SELECT coalesce(json_agg(json_build_object('name', name, 'delay_days', delay_days, 'default', is_default) "
     "ORDER BY delay_days, name), '[]')::text FROM rings",
     0};
+
+static const lmdm_db_stmt_t st_releases = {
+    "osu_releases",
+    "SELECT json_build_object('releases', coalesce(json_agg(json_build_object('platform', platform, 'version', "
+    "version, 'build', build, 'released', released, 'security', security, 'models', cardinality(devices)) "
+    "ORDER BY platform, string_to_array(version, '.')::int[] DESC), '[]'))::text FROM os_releases "
+    "WHERE $1::text IS NULL OR platform = $1",
+    1};
 
 static void put_done(void *arg, int err, PGresult *res)
 {
@@ -119,6 +128,7 @@ static void get_view(lmdm_tenant_ctx_t *t)
     lmdm_tenant_query(t, &st_view, p, view_done);
 }
 
+/* One JSON value computed by the database. */
 static void rings_done(void *arg, int err, PGresult *res)
 {
     lmdm_tenant_ctx_t *t = arg;
@@ -128,13 +138,26 @@ static void rings_done(void *arg, int err, PGresult *res)
 
 static void get_rings(lmdm_tenant_ctx_t *t) { lmdm_tenant_query(t, &st_rings, NULL, rings_done); }
 
+static void get_releases(lmdm_tenant_ctx_t *t)
+{
+    const char *platform = lmdm_tenant_query_param(t->req, "platform");
+    if (platform && strcmp(platform, "iOS") != 0 && strcmp(platform, "macOS") != 0) {
+        lmdm_http_respond_error(t->req, 400, "bad_request", "platform is iOS or macOS");
+        return;
+    }
+    const char *p[] = {platform};
+    lmdm_tenant_query(t, &st_releases, p, rings_done); /* one JSON value, as for the rings */
+}
+
 static void h_view(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", get_view); }
 static void h_rings(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", get_rings); }
+static void h_releases(lmdm_http_req_t *req) { lmdm_tenant_begin(req, "admin", get_releases); }
 
 int lmdm_tenant_osupdate_routes(lmdm_router_t *r)
 {
     int rv = 0;
     rv |= lmdm_router_add(r, "GET", "/v1/enrollments/{id}/osupdate", "v1_osupdate", h_view, 1024);
     rv |= lmdm_router_add(r, "GET", "/v1/rings", "v1_rings", h_rings, 1024);
+    rv |= lmdm_router_add(r, "GET", "/v1/releases", "v1_releases", h_releases, 1024);
     return rv ? LMDM_ERR_INVALID : 0;
 }

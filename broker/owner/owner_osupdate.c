@@ -308,26 +308,23 @@ static void plan_done(void *arg, int err, PGresult *res)
         respond_refused(x, 409, "There is no update to schedule on this device now.");
         return;
     }
-    int64_t now = lmdm_osupdate_now(x->app->cfg), when = 0;
+    int64_t now = lmdm_osupdate_now(x->app->cfg), when = 0, local;
     int deferral = 0, status = 409;
-    const char *why = NULL;
-    if (strcmp(x->action, "defer") == 0) {
+    const char *why = NULL, *w = field(x, "when");
+    /* Times are the owner's wall clock, in the device's zone. */
+    char posix[128], zerr[160];
+    lmdm_tz_t tz;
+    if (lmdm_tzfile_rule(PQgetvalue(res, 0, 2), posix, sizeof posix, zerr, sizeof zerr) != 0 ||
+        lmdm_tz_parse(posix, &tz, zerr, sizeof zerr) != 0) {
+        why = "The device's time zone is not known to this server.";
+    } else if (strcmp(x->action, "defer") == 0) {
+        p->tz = &tz;
         if (lmdm_osu_defer(p, now, &when, &why) == 0) deferral = 1;
-    } else {
-        /* The owner's wall clock, in the device's zone. */
-        char posix[128], zerr[160];
-        lmdm_tz_t tz;
-        int64_t local;
-        const char *w = field(x, "when");
-        if (!w || lmdm_datetime_parse(w, &local) != 0) {
-            why = "Give a date and time, such as 2027-03-10 21:00.";
-            status = 400;
-        }
-        else if (lmdm_tzfile_rule(PQgetvalue(res, 0, 2), posix, sizeof posix, zerr, sizeof zerr) != 0 ||
-                 lmdm_tz_parse(posix, &tz, zerr, sizeof zerr) != 0)
-            why = "The device's time zone is not known to this server.";
-        else if (lmdm_osu_schedule(p, now, lmdm_tz_to_utc(&tz, local), &deferral, &why) == 0)
-            when = lmdm_tz_to_utc(&tz, local);
+    } else if (!w || lmdm_datetime_parse(w, &local) != 0) {
+        why = "Give a date and time, such as 2027-03-10 21:00.";
+        status = 400;
+    } else if (lmdm_osu_schedule(p, now, lmdm_tz_to_utc(&tz, local), &deferral, &why) == 0) {
+        when = lmdm_tz_to_utc(&tz, local);
     }
     const char *version = lmdm_arena_strdup(x->req->arena, target.version);
     json_decref(j); /* target.version pointed into it */

@@ -141,6 +141,7 @@ typedef struct lmdm_os_plan {
     int max_ring_delay;    /* the latest ring the tenants allow (-1: any) */
     int owner_chose;       /* install_at is the owner's (clamped) choice */
     lmdm_osu_mechanism_t mechanism;
+    const lmdm_tz_t *tz; /* the device's zone (borrowed from the device); NULL: UTC */
     uint64_t target_from, deadline_from, deferrals_from, ring_from; /* tenant bit sets */
     lmdm_os_tenant_plan_t tenant[LMDM_OSU_MAX_TENANTS];
     size_t ntenants;
@@ -161,7 +162,9 @@ int lmdm_osu_ring_limit(const lmdm_os_requirement_t *req, size_t nreq);
  * install_at, a deferral remains. 0 and *deferral = 1 when it uses one; -1
  * with a reason in plain words (static string) otherwise. */
 int lmdm_osu_schedule(const lmdm_os_plan_t *p, int64_t now, int64_t when, int *deferral, const char **why);
-/** The owner defers: install_at one day later, never past the deadline;
+/** The owner defers: install_at one day later on the zone's wall clock (the
+ * same local time across a change of daylight saving time), never past the
+ * deadline;
  * 0 and *when, or -1 with the reason (no deferral left, already at the deadline). */
 int lmdm_osu_defer(const lmdm_os_plan_t *p, int64_t now, int64_t *when, const char **why);
 

@@ -74,7 +74,7 @@ int lmdm_tenant_routes(lmdm_router_t *r, const lmdm_config_t *cfg);
 
 /** Add /v1/rules/{section} and /v1/enrollments/{id}/compliance (tenants/api_rules.c). */
 int lmdm_tenant_rules_routes(lmdm_router_t *r);
-/** GET /v1/enrollments/{id}/osupdate and GET /v1/rings (tenants/api_osupdate.c). */
+/** GET /v1/enrollments/{id}/osupdate, /v1/rings and /v1/releases (tenants/api_osupdate.c). */
 int lmdm_tenant_osupdate_routes(lmdm_router_t *r);
 /** /v1/rules/osupdate (PUT, GET, DELETE), dispatched by the rules API. */
 void lmdm_tenant_osupdate_rule(lmdm_tenant_ctx_t *t);

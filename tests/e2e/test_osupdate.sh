@@ -119,6 +119,10 @@ r=$(api PUT /v1/rules/osupdate "$KGH" -H 'Content-Type: application/json' \
   -d '{"min_version": "18.7", "min_version_by": "2026-09-10"}')
 expect_eq "$(status "$r")" 200 "General's requirement is stored"
 expect_eq "$(body "$(api GET /v1/rules/osupdate "$KGH")" | jq -r .rule.min_version_by)" 2026-09-10 "it reads back"
+expect_eq "$(body "$(api GET '/v1/releases?platform=iOS' "$KGH")" | jq -c '[.releases[].version]')" '["18.7","18.6.3"]' \
+  "tenants read the releases, newest first"
+expect_eq "$(body "$(api GET /v1/rings "$KGH")" | jq -c '[.[].name]')" '["it","broad"]' "and the rings"
+expect_eq "$(status "$(api GET '/v1/releases?platform=tvOS' "$KGH")")" 400 "an unknown platform is refused"
 
 # Device-enrolled iPhones report their version in a DDM status report (no device-information right).
 settle

@@ -632,6 +632,28 @@ static void test_owner(void)
     CHECK_INT_EQ(lmdm_osu_defer(&p, now, &when, &why), -1);
 }
 
+/* A deferral is a day on the device's wall clock: across the spring-forward
+ * night in Berlin, 21:00 CET stays 21:00 (CEST), 23 hours later. */
+static void test_defer_across_dst(void)
+{
+    lmdm_tz_t berlin = zone(BERLIN);
+    lmdm_os_release_t r[] = {rel("17.4.1", day(2027, 3, 20), 1)};
+    lmdm_os_device_t d = device("17.3", &berlin);
+    d.owner_install_at = at(2027, 3, 27, 20, 0); /* 21:00 CET */
+    lmdm_os_requirement_t q = req_security(14);
+    int64_t now = at(2027, 3, 25, 12, 0);
+    lmdm_os_plan_t p = plan_of(&d, &q, 1, r, 1, now);
+    CHECK_STR_EQ(p.install_local, "2027-03-27T21:00:00");
+    int64_t when = 0;
+    const char *why = NULL;
+    CHECK_INT_EQ(lmdm_osu_defer(&p, now, &when, &why), 0);
+    CHECK_INT_EQ(when, at(2027, 3, 28, 19, 0)); /* 21:00 CEST */
+    CHECK_INT_EQ(when - d.owner_install_at, 23 * H);
+    d.owner_install_at = when;
+    p = plan_of(&d, &q, 1, r, 1, now);
+    CHECK_STR_EQ(p.install_local, "2027-03-28T21:00:00");
+}
+
 /* ------------------------------------------------ the state as time moves */
 
 static void test_state_over_time(void)
@@ -708,6 +730,7 @@ int main(void)
     RUN(test_several_tenants);
     RUN(test_no_release_unsupported);
     RUN(test_owner);
+    RUN(test_defer_across_dst);
     RUN(test_state_over_time);
     return harness_finish();
 }
