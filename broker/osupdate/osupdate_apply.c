@@ -631,15 +631,31 @@ out:
 
 /* ---- the release feed ---- */
 
+/* One spelling per version, as devices report it: "17.4.0" is stored as
+ * "17.4" (a trailing ".0" beyond major.minor is dropped), so two feeds that
+ * spell it differently update one release. */
+static void canonical_version(const char *v, char *out, size_t len)
+{
+    snprintf(out, len, "%s", v);
+    size_t n = strlen(out), dots = 0;
+    for (size_t i = 0; i < n; i++) dots += out[i] == '.';
+    while (dots > 1 && n >= 2 && out[n - 1] == '0' && out[n - 2] == '.') {
+        out[n -= 2] = '\0';
+        dots--;
+    }
+}
+
 char *lmdm_osupdate_feed_json(const lmdm_feed_t *feed)
 {
     json_t *a = json_array();
     for (size_t i = 0; i < feed->n; i++) {
         const lmdm_os_release_t *r = &feed->releases[i];
+        char version[64];
+        canonical_version(r->version, version, sizeof version);
         json_t *devs = json_array();
         for (size_t k = 0; k < r->ndevices; k++) json_array_append_new(devs, json_string(r->devices[k]));
         json_array_append_new(a, json_pack("{s:s,s:s,s:s,s:o,s:b,s:o}", "platform",
-                                           lmdm_platform_feed_name(r->platform), "version", r->version, "build",
+                                           lmdm_platform_feed_name(r->platform), "version", version, "build",
                                            r->build ? r->build : "", "released", day_iso(r->released), "security",
                                            r->security, "devices", devs));
     }

@@ -63,6 +63,10 @@ expect_eq "$(psqlq "SELECT released FROM os_releases WHERE platform = 'iOS' AND 
 # places); the import history keeps both.
 psqlq "DELETE FROM os_releases WHERE NOT (version IN ('18.7', '18.6.3', '13.7.8'))" >/dev/null
 lmdm releases import "$T/feed.json" >/dev/null
+echo '{"releases": [{"platform": "iOS", "version": "18.7.0", "build": "22H20", "released": "2026-09-01",
+  "security": true}]}' >"$T/same.json"
+expect_contains "$(lmdm releases import "$T/same.json")" "1 releases, 0 new" "18.7.0 is the release 18.7"
+expect_eq "$(psqlq "SELECT count(*) FROM os_releases WHERE version LIKE '18.7%'")" 1 "... stored once"
 lmdm ring add it --delay-days 0 >/dev/null
 lmdm ring add broad --delay-days 7 --default >/dev/null
 expect_eq "$(lmdm ring list | awk '$1 == "broad" {print $2, $3}')" "7 yes" "rings: broad is the default"
