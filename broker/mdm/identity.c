@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,19 +425,41 @@ ASN1_SEQUENCE(fsig_ci) =
         FAST_REFUSED
     } fast_verdict_t;
 
+/* Digests fetched from the default provider once: OpenSSL 3 looks up the
+ * implementation behind EVP_sha256() and the like on every use (a name-map
+ * lookup under a lock), which showed in the Idle poll's profile. Fetched
+ * objects are immutable and may be shared by every thread. */
+static EVP_MD *md_sha1, *md_sha256, *md_sha384, *md_sha512;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_fetch(void)
+{
+    md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    md_sha384 = EVP_MD_fetch(NULL, "SHA384", NULL);
+    md_sha512 = EVP_MD_fetch(NULL, "SHA512", NULL);
+}
+
+/* The prefetched digest of nid, or the built-in one if fetching failed. */
+static const EVP_MD *md_of(int nid)
+{
+    pthread_once(&md_once, md_fetch);
+    switch (nid) {
+    case NID_sha1: return md_sha1 ? md_sha1 : EVP_sha1();
+    case NID_sha256: return md_sha256 ? md_sha256 : EVP_sha256();
+    case NID_sha384: return md_sha384 ? md_sha384 : EVP_sha384();
+    case NID_sha512: return md_sha512 ? md_sha512 : EVP_sha512();
+    default: return NULL;
+    }
+}
+
 /* The digest both SignedData and the signer name, if it is one we handle. */
 static const EVP_MD *fast_digest(const fsig_sd *sd, const fsig_si *si)
 {
     if (sk_X509_ALGOR_num(sd->digest_algs) != 1) return NULL;
     int nid = OBJ_obj2nid(si->digest_alg->algorithm);
     if (OBJ_obj2nid(sk_X509_ALGOR_value(sd->digest_algs, 0)->algorithm) != nid) return NULL;
-    switch (nid) {
-    case NID_sha1: return EVP_sha1();
-    case NID_sha256: return EVP_sha256();
-    case NID_sha384: return EVP_sha384();
-    case NID_sha512: return EVP_sha512();
-    default: return NULL;
-    }
+    return md_of(nid);
 }
 
 /* One certificate from its bytes: from the cache when these bytes were
@@ -447,7 +470,7 @@ static X509 *fast_cert(lmdm_verify_cache_t *c, const ASN1_TYPE *choice)
     const unsigned char *der = choice->value.sequence->data;
     int len = choice->value.sequence->length;
     unsigned char md[32];
-    if (EVP_Digest(der, (size_t)len, md, NULL, EVP_sha256(), NULL) != 1) return NULL;
+    if (EVP_Digest(der, (size_t)len, md, NULL, md_of(NID_sha256), NULL) != 1) return NULL;
     xslot_t *s = &c->certs[slot_index(md)];
     if (s->cert && memcmp(s->md, md, sizeof(md)) == 0) return X509_up_ref(s->cert) == 1 ? s->cert : NULL;
     const unsigned char *p = der;
