@@ -393,3 +393,22 @@ bench_inproc() {
         "$bin" "$@"
     fi
 }
+
+# Microseconds since the epoch.
+now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
+
+# bench_wait_settled INTERVAL: until the script's `settled` succeeds (polled
+# every INTERVAL seconds), at most 60 s + 20 ms per device ($DEVICES); dies,
+# naming the script's `dirty` count, if lmdm ($LMDM_PID) stops or it never does.
+bench_wait_settled() {
+    local every=$1 limit=$(($(now_us) + (60 + DEVICES / 50) * 1000000))
+    while :; do
+        settled && return 0
+        kill -0 "$LMDM_PID" 2>/dev/null || { tail -n 20 "$T/lmdm.log" >&2; die "lmdm stopped ($(dirty) devices still dirty)"; }
+        if [ "$(now_us)" -gt "$limit" ]; then
+            tail -n 20 "$T/lmdm.log" >&2
+            die "$(dirty) devices still dirty after $((60 + DEVICES / 50)) s"
+        fi
+        sleep "$every"
+    done
+}

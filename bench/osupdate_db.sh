@@ -117,7 +117,6 @@ unset LMDM_DATABASE_URL LMDM_CONFIG
 
 # ------------------------------------------------------------- helpers
 
-now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
 secs() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1e6 }'; } # secs MICROSECONDS
 rate() { awk -v n="$1" -v us="$2" 'BEGIN { printf "%.0f", (us > 0) ? n / (us / 1e6) : 0 }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; } # mib KIB
@@ -148,20 +147,8 @@ lmdm_mem() {
 lmdm_reset_peak() {
     if [ -n "$LMDM_PID" ]; then echo 5 >"/proc/$LMDM_PID/clear_refs" 2>/dev/null || true; fi
 }
-# wait_settled: until no device is queued in osupdate_queue (polled every 100 ms), at
-# most 60 s + 20 ms per device; dies if lmdm stops or the devices never settle.
-wait_settled() {
-    local limit=$(($(now_us) + (60 + DEVICES / 50) * 1000000))
-    while :; do
-        [ "$(any_dirty)" = f ] && return 0
-        kill -0 "$LMDM_PID" 2>/dev/null || { tail -n 20 "$T/lmdm.log" >&2; die "lmdm stopped ($(dirty) devices still dirty)"; }
-        if [ "$(now_us)" -gt "$limit" ]; then
-            tail -n 20 "$T/lmdm.log" >&2
-            die "$(dirty) devices still dirty after $((60 + DEVICES / 50)) s"
-        fi
-        sleep 0.1
-    done
-}
+# Every device planned (polled every 100 ms by bench_wait_settled).
+settled() { [ "$(any_dirty)" = f ]; }
 
 # step NAME ACTION...: runs ACTION (which makes every device dirty, or starts
 # the planner), waits until no device is dirty, and appends a line to
@@ -188,7 +175,7 @@ step() {
         c0=$(lmdm_ticks)
         g0=$(pg_ticks)
     fi
-    wait_settled
+    bench_wait_settled 0.1
     t1=$(now_us)
     us=$((t1 - t0))
     cpu=$(cpu_pct $(($(lmdm_ticks) - c0)) $((us * 1000)))

@@ -73,7 +73,6 @@ bench_start_tenant_broker bench/remerge.sh
 
 # ------------------------------------------------------------- helpers
 
-now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
 secs() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1e6 }'; } # secs MICROSECONDS
 # Top-level calls of statements matching an ILIKE pattern since the last reset.
 stmt_calls() {
@@ -90,21 +89,8 @@ put_rule() {
         -d "{\"requirePasscode\": true, \"minLength\": $2}" "$BASE/v1/rules/passcode") || true
     [ "$code" = 200 ] || { cat "$T/put.out" >&2; die "PUT /v1/rules/passcode for tenant $1 answered $code"; }
 }
-# wait_settled: until no device is dirty (polled every 50 ms), at most
-# 60 s + 20 ms per device; dies if lmdm stops or the devices never settle.
-wait_settled() {
-    local limit=$(($(now_us) + (60 + DEVICES / 50) * 1000000)) n
-    while :; do
-        n=$(dirty)
-        [ "$n" -eq 0 ] && return 0
-        kill -0 "$LMDM_PID" 2>/dev/null || { tail -n 20 "$T/lmdm.log" >&2; die "lmdm stopped ($n devices still dirty)"; }
-        if [ "$(now_us)" -gt "$limit" ]; then
-            tail -n 20 "$T/lmdm.log" >&2
-            die "$n devices still dirty after $((60 + DEVICES / 50)) s"
-        fi
-        sleep 0.05
-    done
-}
+# Every device merged (polled every 50 ms by bench_wait_settled).
+settled() { [ "$(dirty)" -eq 0 ]; }
 
 # step NAME EXPECT_MERGES EXPECT_INSTALLS ACTION...: runs ACTION (which makes
 # devices dirty), waits until they are settled, and appends a line to
@@ -127,7 +113,7 @@ step() {
         c0=$(ticks "$LMDM_PID")
         g0=$(pg_ticks)
     fi
-    wait_settled
+    bench_wait_settled 0.05
     t1=$(now_us)
     cpu=$(cpu_pct $(($(ticks "$LMDM_PID") - c0)) $(((t1 - t0) * 1000)))
     pgcpu=$(cpu_pct $(($(pg_ticks) - g0)) $(((t1 - t0) * 1000)))
