@@ -36,12 +36,29 @@ static const char *jstr(json_t *j, const char *key)
     return s ? s : "";
 }
 
-/* "2027-03-12T02:00:00" → "2027-03-12 02:00" */
+/* "2027-03-12" → "12 March 2027" (anything else as it is). */
+static void pretty_day(lmdm_buf_t *b, const char *day)
+{
+    static const char *const months[] = {"January", "February", "March",     "April",   "May",      "June",
+                                         "July",    "August",   "September", "October", "November", "December"};
+    char ten[11];
+    int64_t days;
+    int y, m, d;
+    snprintf(ten, sizeof ten, "%s", day);
+    if (lmdm_date_parse(ten, &days) != 0) {
+        lmdm_html_escape(b, day);
+        return;
+    }
+    lmdm_civil_from_days(days, &y, &m, &d);
+    lmdm_buf_printf(b, "%d %s %04d", d, months[m - 1], y);
+}
+
+/* "2027-03-12T02:00:00" → "12 March 2027, 02:00" */
 static void pretty_local(lmdm_buf_t *b, const char *local)
 {
-    if (strlen(local) >= 16) {
-        lmdm_html_escape_n(b, local, 10);
-        lmdm_buf_puts(b, " ");
+    if (strlen(local) >= 16 && local[10] == 'T') {
+        pretty_day(b, local);
+        lmdm_buf_puts(b, ", ");
         lmdm_html_escape_n(b, local + 11, 5);
     } else {
         lmdm_html_escape(b, local);
@@ -72,7 +89,7 @@ static void why_lines(lmdm_buf_t *b, json_t *plan)
             lmdm_buf_puts(b, " requires ");
             lmdm_html_escape(b, jstr(t, "version"));
             lmdm_buf_puts(b, " by ");
-            lmdm_html_escape(b, jstr(t, "by"));
+            pretty_day(b, jstr(t, "by"));
         } else if (strcmp(st, "met") == 0) {
             lmdm_buf_puts(b, ": satisfied by the version installed");
         } else if (strcmp(st, "unsupported") == 0) {

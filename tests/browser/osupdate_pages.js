@@ -1,6 +1,6 @@
 // The owner's OS-update controls of lmdm in headless Chromium (Debian's
 // package), driven by playwright-core. Run by tests/e2e/test_browser_osupdate.sh,
-// which starts the broker with a fixed clock (2026-09-01 12:00 UTC, zone
+// which starts the broker with a fixed clock (1 September 2026, 12:00 UTC, zone
 // Europe/Berlin), imports iOS 18.7 (a security release of that day), defines
 // the rings it (0 days) and broad (7, the default), enrolls one simulated
 // iPhone on iOS 18.1 and has one tenant (named with markup) require every
@@ -8,7 +8,7 @@
 // device's owner, on the owner page:
 //
 //   1. the pending update to 18.7, its deadline (Berlin time, zone named) and
-//      "<tenant> requires 18.7 by 2026-09-15"; ring broad, one deferral left
+//      "<tenant> requires 18.7 by 15 September 2026"; ring broad, one deferral left
 //   2. ring it → installs on the release day at 02:00
 //   3. a later install time (a deferral) → "(your choice)", no deferral left
 //   4. no "Defer by one day" button; a later time is refused (409, why,
@@ -103,16 +103,16 @@ async function initial(page) {
   await check('1: the pending update, the deadline in Berlin time with its zone, and who set it', async () => {
     assert.equal(
       await text(page.locator(sel.pending)),
-      `Update to 18.7 (now 18.1). Deadline: 2026-09-15 02:00 (Europe/Berlin), set by ${TENANT}.`
+      `Update to 18.7 (now 18.1). Deadline: 15 September 2026, 02:00 (Europe/Berlin), set by ${TENANT}.`
     );
   });
-  await check('1: why: "<tenant> requires 18.7 by 2026-09-15"', async () => {
-    assert.deepEqual(await page.locator(sel.why).allTextContents(), [`${TENANT} requires 18.7 by 2026-09-15`]);
+  await check('1: why: "<tenant> requires 18.7 by 15 September 2026"', async () => {
+    assert.deepEqual(await page.locator(sel.why).allTextContents(), [`${TENANT} requires 18.7 by 15 September 2026`]);
   });
   await check('1: ring broad waits 7 days: when it starts and when it installs', async () => {
     assert.equal(
       await text(page.locator(sel.when)),
-      'Your ring starts on 2026-09-08 00:00; it installs on 2026-09-08 02:00.'
+      'Your ring starts on 8 September 2026, 00:00; it installs on 8 September 2026, 02:00.'
     );
   });
   await check('1: the install-time input holds the planned time, at most the deadline', async () => {
@@ -138,7 +138,7 @@ async function initial(page) {
     assert.equal(await page.locator(sel.zone).inputValue(), 'Europe/Berlin');
   });
   await check("7: the tenant's name with markup is escaped in the page's HTML", async () => {
-    assert.ok(html.includes(`${TENANT_HTML} requires 18.7 by 2026-09-15`), 'escaped name not in the HTML');
+    assert.ok(html.includes(`${TENANT_HTML} requires 18.7 by 15 September 2026`), 'escaped name not in the HTML');
     assert.equal(await page.locator('.osupdate img, .osupdate script').count(), 0);
   });
   await pageChecks(page, '1: owner page');
@@ -150,14 +150,14 @@ async function ringIt(page) {
   await afterChoice('2: ring it', await submit(page, button(page, 'Change ring')));
   await check('2: after the planner ran: installs on the release day at 02:00', async () => {
     await untilShown(page, sel.when,
-      'Installs on 2026-09-01 02:00: that time has passed, so it installs at the next opportunity.');
+      'Installs on 1 September 2026, 02:00: that time has passed, so it installs at the next opportunity.');
   });
   await shot(page, '2-owner-ring-it');
   await check('2: ring it is chosen; the deadline is unchanged', async () => {
     assert.equal(await page.locator(sel.ring).inputValue(), 'it');
     assert.equal(
       await text(page.locator(sel.pending)),
-      `Update to 18.7 (now 18.1). Deadline: 2026-09-15 02:00 (Europe/Berlin), set by ${TENANT}.`
+      `Update to 18.7 (now 18.1). Deadline: 15 September 2026, 02:00 (Europe/Berlin), set by ${TENANT}.`
     );
   });
   await check('2: the device installs it by itself (the enforcement declaration)', async () => {
@@ -179,9 +179,9 @@ async function schedule(page, when) {
 
 // 3. A later time than planned: the one deferral.
 async function deferLater(page) {
-  await afterChoice('3: install at 2026-09-05 21:00', await schedule(page, '2026-09-05T21:00'));
+  await afterChoice('3: install at 5 September 2026, 21:00', await schedule(page, '2026-09-05T21:00'));
   await check('3: the page shows the new install time, "(your choice)"', async () => {
-    await untilShown(page, sel.when, 'Installs on 2026-09-05 21:00 (your choice).');
+    await untilShown(page, sel.when, 'Installs on 5 September 2026, 21:00 (your choice).');
   });
   await shot(page, '3-owner-deferred');
   await check('3: no deferral left', async () => {
@@ -215,7 +215,7 @@ async function refusedLater(page) {
   await page.getByRole('link', { name: 'Back to my device' }).click();
   await page.locator('h1', { hasText: 'My device' }).waitFor();
   await check('4: back on the owner page, the install time is unchanged', async () => {
-    assert.equal(await text(page.locator(sel.when)), 'Installs on 2026-09-05 21:00 (your choice).');
+    assert.equal(await text(page.locator(sel.when)), 'Installs on 5 September 2026, 21:00 (your choice).');
   });
   // The input is not `required`: an emptied field is posted as when=.
   const empty = await schedule(page, '');
@@ -234,9 +234,9 @@ async function refusedLater(page) {
 
 // 5. Earlier is always allowed.
 async function earlier(page) {
-  await afterChoice('5: install at 2026-09-03 20:00', await schedule(page, '2026-09-03T20:00'));
+  await afterChoice('5: install at 3 September 2026, 20:00', await schedule(page, '2026-09-03T20:00'));
   await check('5: an earlier time is taken', async () => {
-    await untilShown(page, sel.when, 'Installs on 2026-09-03 20:00 (your choice).');
+    await untilShown(page, sel.when, 'Installs on 3 September 2026, 20:00 (your choice).');
   });
   await shot(page, '5-owner-earlier');
   await check('5: still no deferral left', async () => {
@@ -256,12 +256,12 @@ async function newYork(page) {
     await untilShown(
       page,
       sel.pending,
-      `Update to 18.7 (now 18.1). Deadline: 2026-09-15 02:00 (America/New_York), set by ${TENANT}.`
+      `Update to 18.7 (now 18.1). Deadline: 15 September 2026, 02:00 (America/New_York), set by ${TENANT}.`
     );
   });
   await shot(page, '6-owner-new-york');
   await check('6: the chosen install time (20:00 Berlin) reads 14:00 in New York', async () => {
-    assert.equal(await text(page.locator(sel.when)), 'Installs on 2026-09-03 14:00 (your choice).');
+    assert.equal(await text(page.locator(sel.when)), 'Installs on 3 September 2026, 14:00 (your choice).');
     assert.equal(await page.locator(sel.when_input).inputValue(), '2026-09-03T14:00');
     assert.equal(await page.locator(sel.when_input).getAttribute('max'), '2026-09-15T02:00');
   });
@@ -273,7 +273,7 @@ async function newYork(page) {
     ]);
   });
   await check('6: the reason line is unchanged', async () => {
-    assert.deepEqual(await page.locator(sel.why).allTextContents(), [`${TENANT} requires 18.7 by 2026-09-15`]);
+    assert.deepEqual(await page.locator(sel.why).allTextContents(), [`${TENANT} requires 18.7 by 15 September 2026`]);
   });
   await pageChecks(page, '6: owner page');
 }

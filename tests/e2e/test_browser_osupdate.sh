@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The owner's OS-update controls in a real browser: Debian's headless Chromium
 # driven by playwright-core (tests/browser/osupdate_pages.js), with a fixed
-# clock (osupdate_clock_file: 2026-09-01 12:00 UTC) and osupdate_timezone
+# clock (osupdate_clock_file: 1 September 2026, 12:00 UTC) and osupdate_timezone
 # Europe/Berlin. A feed with iOS 18.7 (security, released that day); rings it
 # (0 days) and broad (7, the default); one simulated iPhone (device
 # enrollment) reporting iOS 18.1 in a DeclarativeManagement status report; one

@@ -5,7 +5,7 @@
 # Mary's wants every security release within 14 days (at most 2 deferrals,
 # no later than broad), General wants 18.7 by 2026-09-10. Four devices:
 #   A  iPhone, device enrollment, iOS 18.1, owner picks ring it -> the
-#      enforcement declaration at once, 18.7 by 2026-09-10 02:00 Berlin;
+#      enforcement declaration at once, 18.7 by 10 September 2026, 02:00 Berlin;
 #   B  iPhone, device enrollment, ring broad -> nothing until the clock
 #      reaches 2026-09-08, then the declaration;
 #   C  iPhone, User Enrollment -> reminders only: tenants read not_enforceable;
@@ -209,10 +209,10 @@ osu_post() { # osu_post NAME ACTION [field=value]
     ${1:+--data-urlencode "$1"} "$TLS_URL/owner/osupdate"
 }
 page=$(curl -s --cacert "$CA" -b "$T/A.jar" "$TLS_URL/owner")
-expect_contains "$page" "General Hospital requires 18.7 by 2026-09-10" "the owner sees why"
-expect_contains "$page" "St. Mary&#39;s requires 18.7 by 2026-09-15" "... for each organization"
+expect_contains "$page" "General Hospital requires 18.7 by 10 September 2026" "the owner sees why"
+expect_contains "$page" "St. Mary&#39;s requires 18.7 by 15 September 2026" "... for each organization"
 expect_eq "$(osu_post A schedule when=2026-09-12T10:00)" 409 "a time past the deadline is refused"
-expect_eq "$(osu_post A schedule when=2026-09-05T21:00)" 303 "the owner schedules 2026-09-05 21:00"
+expect_eq "$(osu_post A schedule when=2026-09-05T21:00)" 303 "the owner schedules 5 September 2026, 21:00"
 settle
 expect_eq "$(plan "$A" install_local)" 2026-09-05T21:00:00 "A's plan takes the owner's time"
 expect_eq "$(plan "$A" deferrals_left)" 1 "later than planned: one deferral used"
@@ -220,7 +220,7 @@ expect_eq "$(jq -r .Payload.TargetLocalDateTime <<<"$(ddm "$T/A" declaration/con
   2026-09-05T21:00:00 "the declaration follows"
 expect_eq "$(osu_post A defer)" 303 "the owner defers one day"
 settle
-expect_eq "$(plan "$A" install_local)" 2026-09-06T21:00:00 "deferred to 2026-09-06 21:00"
+expect_eq "$(plan "$A" install_local)" 2026-09-06T21:00:00 "deferred to 6 September 2026, 21:00"
 expect_eq "$(osu_post A defer)" 409 "no deferral left"
 expect_contains "$(cat "$T/post.html")" "Nothing was changed" "... and the owner is told"
 expect_eq "$(osu_post A schedule when=2026-09-03T20:00)" 303 "earlier is always allowed"
@@ -229,7 +229,7 @@ expect_eq "$(plan "$A" install_local)" 2026-09-03T20:00:00 "moved earlier"
 expect_eq "$(psqlq "SELECT plan ->> 'ring' FROM device_osupdate WHERE device_id = $A")" it "ring kept"
 
 # D's owner picks an evening after the ring starts (a deferral: later than the first night).
-expect_eq "$(osu_post D schedule when=2026-09-09T21:00)" 303 "D's owner schedules 2026-09-09 21:00"
+expect_eq "$(osu_post D schedule when=2026-09-09T21:00)" 303 "D's owner schedules 9 September 2026, 21:00"
 settle
 expect_eq "$(plan "$D" install_local)" 2026-09-09T21:00:00 "D installs then"
 
