@@ -8,11 +8,11 @@
 #   A 6->10  stricter than anyone: every device re-merged, N reinstalls;
 #   C 4->5   still weaker than everyone: C's devices re-merged, 0 reinstalls;
 #   B 8->9   A's 10 still dominates: B's devices re-merged, 0 reinstalls.
-# Each step: time until no device is dirty, merges (rules_apply calls in
+# Each step: time until no device is dirty, merges (rules_apply_gen calls in
 # pg_stat_statements), commands queued against the expected count, lmdm's
 # and PostgreSQL's CPU. As the reference, pgbench on one connection (like the
 # applier) runs the applier's two statements per device (rules_inputs, then
-# rules_apply with the same payloads) alone, on the unchanged and on the
+# rules_apply_gen with the same payloads) alone, on the unchanged and on the
 # install path.
 #
 # Everything runs on a private PostgreSQL in a temporary directory, which is
@@ -117,7 +117,7 @@ step() {
     t1=$(now_us)
     cpu=$(cpu_pct $(($(ticks "$LMDM_PID") - c0)) $(((t1 - t0) * 1000)))
     pgcpu=$(cpu_pct $(($(pg_ticks) - g0)) $(((t1 - t0) * 1000)))
-    merges=$(stmt_calls '%rules_apply(%')
+    merges=$(stmt_calls '%rules_apply_gen(%')
     inputs=$(stmt_calls '%rules_inputs(%')
     read -r ins rem sec span < <(psqlq "
         SELECT count(*) FILTER (WHERE request_type = 'InstallProfile'),
@@ -199,7 +199,7 @@ WRONG=$(psqlq "SELECT count(*) FROM devices
 # ------------------------------------------------------- reference: pgbench
 
 # What the applier asks of PostgreSQL per device, alone: rules_inputs, then
-# rules_apply with the payloads the applier built (the last InstallProfile,
+# rules_apply_gen with the payloads the applier built (the last InstallProfile,
 # RemoveProfile and SecurityInfo it queued, the merged JSON of a device), one
 # connection, over the unix socket, for a random device each time.
 # "unchanged" passes the device's own hash (the C and B steps); "install" a
@@ -218,7 +218,7 @@ bench_script() { # bench_script HASH_EXPRESSION
     cat <<EOF
 \\set i random(1, $DEVICES)
 SELECT x.enrollment_id, x.tenant_name, x.section, x.rules FROM bench_devices b, LATERAL rules_inputs(b.id) x WHERE b.i = :i;
-SELECT rules_apply(b.id, $1, p.merged, gen_random_uuid(), p.profile, gen_random_uuid(), p.remove, gen_random_uuid(), p.security) FROM bench_devices b JOIN devices d ON d.id = b.id, bench_payload p WHERE b.i = :i;
+SELECT rules_apply_gen(d.rules_gen, b.id, $1, p.merged, gen_random_uuid(), p.profile, gen_random_uuid(), p.remove, gen_random_uuid(), p.security) FROM bench_devices b JOIN devices d ON d.id = b.id, bench_payload p WHERE b.i = :i;
 EOF
 }
 bench_script "d.rules_hash" >"$T/unchanged.sql"
@@ -238,7 +238,7 @@ pgb() { # pgb NAME MODE: DEVICES transactions, one client, pgbench -M MODE
 # -M extended sends each statement as the applier does (PQsendQueryParams:
 # parsed and planned every time); -M prepared is the floor.
 for mode in extended prepared; do
-    say "reference: pgbench -M $mode, 1 client, rules_inputs + rules_apply for $DEVICES random devices, unchanged path"
+    say "reference: pgbench -M $mode, 1 client, rules_inputs + rules_apply_gen for $DEVICES random devices, unchanged path"
     pgb unchanged "$mode"
     say "reference: the same, install path (a new hash: InstallProfile + SecurityInfo inserted)"
     pgb install "$mode"

@@ -132,7 +132,7 @@ static void collect(const PGresult *r, inputs_t *in, int64_t device)
 /* Queue what the merge asks for: rules_apply() (0005) for the profile, or on
  * a declaration device rules_apply_all() (0007), which also stores the
  * passcode declaration and queues DeclarativeManagement when it changed. */
-static PGresult *store_merge(lmdm_rules_applier_t *a, const char *id, int empty, const char *hash,
+static PGresult *store_merge(lmdm_rules_applier_t *a, const char *gen, const char *id, int empty, const char *hash,
                              const lmdm_buf_t *profile, const char *merged, int ddm, const char *token,
                              const char *declaration)
 {
@@ -146,16 +146,19 @@ static PGresult *store_merge(lmdm_rules_applier_t *a, const char *id, int empty,
     char *remove = command_xml(u2, "RemoveProfile", "Identifier", LMDM_RULES_PROFILE_ID, NULL);
     char *security = command_xml(u3, "SecurityInfo", NULL, NULL, NULL);
     char *sync = ddm ? command_xml(u4, "DeclarativeManagement", NULL, NULL, NULL) : NULL;
-    const char *v[] = {id, empty ? NULL : hash, merged, u1, install, u2, remove, u3, security,
+    /* gen: the generation the inputs were read at (0009): a marking since
+     * then leaves the device marked. */
+    const char *v[] = {gen,     id, empty ? NULL : hash, merged, u1, install, u2, remove, u3, security,
                        token, declaration, u4, sync};
     PGresult *res =
         ddm ? lmdm_bgdb_expect_prepared(&a->db, "rules_apply_all", "ra_apply_all",
-                                        "SELECT rules_apply_all($1, $2, $3::jsonb, $4::uuid, $5, $6::uuid, $7, "
-                                        "$8::uuid, $9, $10, $11, $12::uuid, $13)",
-                                        13, v, PGRES_TUPLES_OK)
+                                        "SELECT rules_apply_all_gen($1::bigint, $2, $3, $4::jsonb, $5::uuid, $6, "
+                                        "$7::uuid, $8, $9::uuid, $10, $11, $12, $13::uuid, $14)",
+                                        14, v, PGRES_TUPLES_OK)
             : lmdm_bgdb_expect_prepared(&a->db, "rules_apply", "ra_apply",
-                                        "SELECT rules_apply($1, $2, $3::jsonb, $4::uuid, $5, $6::uuid, $7, $8::uuid, $9)",
-                                        9, v, PGRES_TUPLES_OK);
+                                        "SELECT rules_apply_gen($1::bigint, $2, $3, $4::jsonb, $5::uuid, $6, "
+                                        "$7::uuid, $8, $9::uuid, $10)",
+                                        10, v, PGRES_TUPLES_OK);
     free(install);
     free(remove);
     free(security);
@@ -176,7 +179,7 @@ static void count_result(lmdm_rules_applier_t *a, int64_t device, const char *wh
 
 /* ddm: the device takes the passcode as a declaration
  * (lmdm_rules_declaration_capable), so the profile goes without it. */
-static int apply_device(lmdm_rules_applier_t *a, int64_t device, int macos, int ddm)
+static int apply_device(lmdm_rules_applier_t *a, const char *gen, int64_t device, int macos, int ddm)
 {
     char id[24];
     snprintf(id, sizeof id, "%lld", (long long)device);
@@ -203,7 +206,7 @@ static int apply_device(lmdm_rules_applier_t *a, int64_t device, int macos, int 
     json_t *prov = lmdm_merged_to_json(&m, in.name, in.n);
     char *merged = json_dumps(prov, JSON_COMPACT);
     json_decref(prov);
-    PGresult *res = store_merge(a, id, empty, hash, &profile, merged, ddm, no_decl ? NULL : token,
+    PGresult *res = store_merge(a, gen, id, empty, hash, &profile, merged, ddm, no_decl ? NULL : token,
                                 no_decl ? NULL : (const char *)decl.data);
     free(merged);
     if (res) {
@@ -338,7 +341,8 @@ static int turn(void *arg)
     lmdm_rules_applier_t *a = arg;
     static const char pick[] =
         "SELECT id, coalesce(info ->> 'ProductName', info ->> 'Model', '') ~* '^(mac|imac)', rules_dirty, "
-        "security_dirty, info ->> 'OSVersion' FROM devices WHERE rules_dirty OR security_dirty ORDER BY id LIMIT 200";
+        "security_dirty, info ->> 'OSVersion', rules_gen FROM devices WHERE rules_dirty OR security_dirty "
+        "ORDER BY id LIMIT 200";
     PGresult *r = lmdm_bgdb_expect_prepared(&a->db, "dirty devices", "ra_pick", pick, 0, NULL, PGRES_TUPLES_OK);
     if (!r) return -1;
     int n = PQntuples(r), rc = n == BATCH;
@@ -346,7 +350,8 @@ static int turn(void *arg)
         int64_t dev = atoll(PQgetvalue(r, i, 0));
         int macos = strcmp(PQgetvalue(r, i, 1), "t") == 0;
         int ddm = lmdm_rules_declaration_capable(macos, PQgetvalue(r, i, 4));
-        if (strcmp(PQgetvalue(r, i, 2), "t") == 0 && apply_device(a, dev, macos, ddm) != 0) rc = -1;
+        if (strcmp(PQgetvalue(r, i, 2), "t") == 0 && apply_device(a, PQgetvalue(r, i, 5), dev, macos, ddm) != 0)
+            rc = -1;
         if (rc >= 0 && strcmp(PQgetvalue(r, i, 3), "t") == 0 && evaluate_device(a, dev, macos, ddm) != 0) rc = -1;
         if (rc < 0) break;
     }
