@@ -412,13 +412,7 @@ echo "== Statements of each step (pg_stat_statements, top level): query, calls, 
 cat "$T/stmts.txt"
 echo "   initial $(secs "$INIT_US") s, import $(secs "$IMP_US") s"
 
-grep -E ' (error|warn) ' "$T/lmdm.log" | grep -v 'apns_auth = off' >"$T/lmdm-issues.txt" || true
-if [ -s "$T/lmdm-issues.txt" ]; then
-    echo
-    echo "lmdm logged $(grep -c ' error ' "$T/lmdm-issues.txt" || true) error and" \
-        "$(grep -c ' warn ' "$T/lmdm-issues.txt" || true) warning line(s); the first ones:"
-    head -n 5 "$T/lmdm-issues.txt"
-fi
+bench_log_errors
 if [ "$MISMATCH" -ne 0 ]; then
     echo "$PROG: osupdate_store calls or commands differ from what was expected (see above)" >&2
     exit 4

@@ -257,13 +257,7 @@ echo "   (settle_s: from the action to no device dirty, polled every 50 ms; last
 echo "    created_at; pgbench lines: the applier's two statements alone, one connection, random devices)"
 if [ "$WRONG" -ne 0 ]; then echo "   $WRONG device(s) without minLength 10 in their merged result"; MISMATCH=1; fi
 
-grep -E ' (error|warn) ' "$T/lmdm.log" | grep -v 'apns_auth = off' >"$T/lmdm-issues.txt" || true
-if [ -s "$T/lmdm-issues.txt" ]; then
-    echo
-    echo "lmdm logged $(grep -c ' error ' "$T/lmdm-issues.txt" || true) error and" \
-        "$(grep -c ' warn ' "$T/lmdm-issues.txt" || true) warning line(s); the first ones:"
-    head -n 5 "$T/lmdm-issues.txt"
-fi
+bench_log_errors
 if [ "$MISMATCH" -ne 0 ]; then
     echo "$PROG: merges or commands differ from what was expected (see above)" >&2
     exit 4

@@ -448,13 +448,7 @@ echo "   results: $B_N of $B_POSTED accepted posts arrived ($((COMMANDS - B_POST
 
 # Warnings too (failed webhook deliveries are warnings), but not the
 # expected one about APNs being off.
-grep -E ' (error|warn) ' "$T/lmdm.log" | grep -v 'apns_auth = off' >"$T/lmdm-issues.txt" || true
-if [ -s "$T/lmdm-issues.txt" ]; then
-    echo
-    echo "lmdm logged $(grep -c ' error ' "$T/lmdm-issues.txt" || true) error and" \
-        "$(grep -c ' warn ' "$T/lmdm-issues.txt" || true) warning line(s); the first ones:"
-    head -n 5 "$T/lmdm-issues.txt"
-fi
+bench_log_errors
 if [ "$A_NON202" -gt 0 ] || [ "$B_N" -lt "$B_POSTED" ] || [ "$B_POSTED" -lt "$COMMANDS" ]; then
     echo
     echo "$PROG: some requests were refused or some results did not arrive (see above)" >&2
