@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,4 +160,35 @@ int lmdm_tzfile_rule_in(const char *dir, const char *name, char *posix, size_t l
 int lmdm_tzfile_rule(const char *name, char *posix, size_t len, char *err, size_t errlen)
 {
     return lmdm_tzfile_rule_in(LMDM_TZFILE_DIR, name, posix, len, err, errlen);
+}
+
+/* Zones already found: name and parsed rule. */
+static struct {
+    char name[LMDM_TZ_NAME_MAX + 1];
+    lmdm_tz_t tz;
+} zones[LMDM_TZ_CACHE];
+static size_t nzones;
+static pthread_mutex_t zones_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int lmdm_tzfile_zone(const char *name, lmdm_tz_t *out, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&zones_mu);
+    for (size_t i = 0; name && i < nzones; i++)
+        if (strcmp(zones[i].name, name) == 0) {
+            *out = zones[i].tz;
+            pthread_mutex_unlock(&zones_mu);
+            return 0;
+        }
+    pthread_mutex_unlock(&zones_mu);
+    char posix[128];
+    int rc = lmdm_tzfile_rule(name, posix, sizeof posix, err, errlen);
+    if (rc != 0) return rc;
+    if (lmdm_tz_parse(posix, out, err, errlen) != 0) return LMDM_ERR_INVALID; /* checked by the rule already */
+    pthread_mutex_lock(&zones_mu);
+    if (nzones < LMDM_TZ_CACHE) {
+        snprintf(zones[nzones].name, sizeof zones[nzones].name, "%s", name);
+        zones[nzones++].tz = *out;
+    }
+    pthread_mutex_unlock(&zones_mu);
+    return 0;
 }

@@ -52,18 +52,12 @@
 #define POLL_MS 1000
 #define BATCH 200
 #define MAX_RINGS 64
-#define MAX_ZONES 32
 
 typedef struct {
     char name[40];
     int delay;
     int is_default;
 } ring_t;
-
-typedef struct {
-    char name[72];
-    lmdm_tz_t tz;
-} zone_t;
 
 struct lmdm_osupdate_planner {
     pthread_t thread;
@@ -83,8 +77,6 @@ struct lmdm_osupdate_planner {
     size_t nstrings;
     ring_t rings[MAX_RINGS];
     size_t nrings;
-    zone_t zones[MAX_ZONES];
-    size_t nzones;
     uint64_t next_feed_ns;
 };
 
@@ -148,20 +140,14 @@ static void split_devices(lmdm_osupdate_planner_t *p, lmdm_os_release_t *r, cons
     r->ndevices = k;
 }
 
-/* 1 reloaded, 0 unchanged, -1 connection trouble. */
-static int load_releases(lmdm_osupdate_planner_t *p)
+/* The releases as of import `id`: 0, or -1 on connection trouble. */
+static int load_releases(lmdm_osupdate_planner_t *p, long long id)
 {
-    PGresult *r = lmdm_bgdb_expect_prepared(&p->db, "release imports", "osu_imports",
-                                            "SELECT coalesce(max(id), 0) FROM os_release_imports", 0, NULL,
-                                            PGRES_TUPLES_OK);
-    if (!r) return -1;
-    long long id = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    if (id == p->releases_import) return 0;
-    r = lmdm_bgdb_expect_prepared(&p->db, "releases", "osu_releases",
-                                  "SELECT platform, version, build, released - date '1970-01-01', security, "
-                                  "array_to_string(devices, E'\\n') FROM os_releases ORDER BY platform, version",
-                                  0, NULL, PGRES_TUPLES_OK);
+    PGresult *r = lmdm_bgdb_expect_prepared(&p->db, "releases", "osu_releases",
+                                            "SELECT platform, version, build, released - date '1970-01-01', "
+                                            "security, array_to_string(devices, E'\\n') FROM os_releases "
+                                            "ORDER BY platform, version",
+                                            0, NULL, PGRES_TUPLES_OK);
     if (!r) return -1;
     releases_clear(p);
     int n = PQntuples(r);
@@ -178,24 +164,31 @@ static int load_releases(lmdm_osupdate_planner_t *p)
     PQclear(r);
     p->releases_import = id;
     lmdm_info("osupdate: %zu OS release(s) loaded", p->nreleases);
-    return 1;
+    return 0;
 }
 
-static int load_rings(lmdm_osupdate_planner_t *p)
+/* Every turn, in one round trip: the rings, and the last release import
+ * (the releases are read again only after a new one). 0, or -1 on
+ * connection trouble. */
+static int load_state(lmdm_osupdate_planner_t *p)
 {
-    PGresult *r = lmdm_bgdb_expect_prepared(&p->db, "rings", "osu_rings",
-                                            "SELECT name, delay_days, is_default FROM rings ORDER BY delay_days, name",
-                                            0, NULL, PGRES_TUPLES_OK);
+    PGresult *r = lmdm_bgdb_expect_prepared(
+        &p->db, "rings and release imports", "osu_state",
+        "SELECT i.id, r.name, r.delay_days, r.is_default FROM (SELECT coalesce(max(id), 0) AS id "
+        "FROM os_release_imports) i LEFT JOIN rings r ON true ORDER BY r.delay_days, r.name",
+        0, NULL, PGRES_TUPLES_OK);
     if (!r) return -1;
+    long long id = atoll(PQgetvalue(r, 0, 0));
     p->nrings = 0;
     for (int i = 0; i < PQntuples(r) && p->nrings < MAX_RINGS; i++) {
+        if (PQgetisnull(r, i, 1)) continue; /* no rings */
         ring_t *g = &p->rings[p->nrings++];
-        snprintf(g->name, sizeof g->name, "%s", PQgetvalue(r, i, 0));
-        g->delay = atoi(PQgetvalue(r, i, 1));
-        g->is_default = strcmp(PQgetvalue(r, i, 2), "t") == 0;
+        snprintf(g->name, sizeof g->name, "%s", PQgetvalue(r, i, 1));
+        g->delay = atoi(PQgetvalue(r, i, 2));
+        g->is_default = strcmp(PQgetvalue(r, i, 3), "t") == 0;
     }
     PQclear(r);
-    return 0;
+    return id == p->releases_import ? 0 : load_releases(p, id);
 }
 
 static const ring_t *ring_named(const lmdm_osupdate_planner_t *p, const char *name)
@@ -220,22 +213,14 @@ static const ring_t *effective_ring(const lmdm_osupdate_planner_t *p, const char
     return best ? best : (p->nrings ? &p->rings[0] : NULL);
 }
 
-static const lmdm_tz_t *zone(lmdm_osupdate_planner_t *p, const char *name)
+/* The zone `name` into *tz (lmdm_tzfile_zone keeps what it read): 0, or -1
+ * (logged). */
+static int zone(const lmdm_osupdate_planner_t *p, const char *name, lmdm_tz_t *tz)
 {
-    for (size_t i = 0; i < p->nzones; i++)
-        if (strcmp(p->zones[i].name, name) == 0) return &p->zones[i].tz;
-    char posix[128], err[160];
-    lmdm_tz_t tz;
-    if (strlen(name) >= sizeof p->zones[0].name || lmdm_tzfile_rule(name, posix, sizeof posix, err, sizeof err) != 0 ||
-        lmdm_tz_parse(posix, &tz, err, sizeof err) != 0) {
-        lmdm_warn("osupdate: time zone '%s': %s; using %s", name, err, p->cfg.osupdate_timezone);
-        return NULL;
-    }
-    if (p->nzones == MAX_ZONES) p->nzones = 0; /* a small cache: start over */
-    zone_t *z = &p->zones[p->nzones++];
-    snprintf(z->name, sizeof z->name, "%s", name);
-    z->tz = tz;
-    return &z->tz;
+    char err[160];
+    if (lmdm_tzfile_zone(name, tz, err, sizeof err) == 0) return 0;
+    lmdm_warn("osupdate: time zone '%s': %s; using %s", name, err, p->cfg.osupdate_timezone);
+    return -1;
 }
 
 /* ---- one device ---- */
@@ -527,15 +512,11 @@ static int64_t next_eval(const lmdm_os_plan_t *pl, int64_t now)
 static int plan_device(lmdm_osupdate_planner_t *p, inputs_t *in, int64_t now)
 {
     const char *zone_name = in->timezone ? in->timezone : p->cfg.osupdate_timezone;
-    const lmdm_tz_t *tz = zone(p, zone_name);
-    if (!tz) {
+    lmdm_tz_t zone_tz = {0}; /* UTC when neither zone can be read */
+    const lmdm_tz_t *tz = &zone_tz;
+    if (zone(p, zone_name, &zone_tz) != 0) {
         zone_name = p->cfg.osupdate_timezone;
-        tz = zone(p, zone_name);
-    }
-    static const lmdm_tz_t utc = {0};
-    if (!tz) {
-        zone_name = "UTC";
-        tz = &utc;
+        if (zone(p, zone_name, &zone_tz) != 0) zone_name = "UTC";
     }
     /* Rings are resolved by name: a tenant's latest_ring → its delay. */
     for (size_t i = 0; i < in->ntenants; i++) {
@@ -737,7 +718,7 @@ out:
 static int turn(void *arg)
 {
     lmdm_osupdate_planner_t *p = arg;
-    if (poll_feed(p) < 0 || load_releases(p) < 0 || load_rings(p) < 0) return -1;
+    if (poll_feed(p) < 0 || load_state(p) < 0) return -1;
     int64_t now = lmdm_osupdate_now(&p->cfg);
     if (now < 0) return 0;
     char now_s[24];

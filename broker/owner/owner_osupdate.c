@@ -329,10 +329,9 @@ static void plan_done(void *arg, int err, PGresult *res)
     int deferral = 0, status = 409;
     const char *why = NULL, *w = field(x, "when");
     /* Times are the owner's wall clock, in the device's zone. */
-    char posix[128], zerr[160];
+    char zerr[160];
     lmdm_tz_t tz;
-    if (lmdm_tzfile_rule(PQgetvalue(res, 0, 2), posix, sizeof posix, zerr, sizeof zerr) != 0 ||
-        lmdm_tz_parse(posix, &tz, zerr, sizeof zerr) != 0) {
+    if (lmdm_tzfile_zone(PQgetvalue(res, 0, 2), &tz, zerr, sizeof zerr) != 0) {
         why = "The device's time zone is not known to this server.";
     } else if (strcmp(x->action, "defer") == 0) {
         p->tz = &tz;
@@ -376,8 +375,9 @@ static void post_owner(owner_ctx_t *x)
         owner_query(x, &st_ring, params, set_done);
     } else if (strcmp(a, "timezone") == 0) {
         const char *zone = field(x, "timezone");
-        char posix[128], zerr[160];
-        if (!zone || lmdm_tzfile_rule(zone, posix, sizeof posix, zerr, sizeof zerr) != 0) {
+        char zerr[160];
+        lmdm_tz_t tz;
+        if (!zone || lmdm_tzfile_zone(zone, &tz, zerr, sizeof zerr) != 0) {
             respond_refused(x, 400, "That is not a time zone this server knows (use a name such as Europe/Berlin).");
             return;
         }

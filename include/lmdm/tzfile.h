@@ -30,6 +30,15 @@ int lmdm_tzfile_name_ok(const char *name);
  * that does not fit (LMDM_ERR_TOO_LARGE). */
 int lmdm_tzfile_rule(const char *name, char *posix, size_t len, char *err, size_t errlen) LMDM_MUSTCHECK;
 
+/** The zone `name` as lmdm/tz.h needs it: lmdm_tzfile_rule, then
+ * lmdm_tz_parse. Zones found are kept for the life of the process (at most
+ * LMDM_TZ_CACHE of them; any thread), so only the first use of a zone reads
+ * its file: the owner pages call this on an event-loop thread. A tzdata
+ * update is seen after a restart. 0, or lmdm_tzfile_rule's error. */
+#define LMDM_TZ_CACHE 64
+struct lmdm_tz;
+int lmdm_tzfile_zone(const char *name, struct lmdm_tz *out, char *err, size_t errlen) LMDM_MUSTCHECK;
+
 /** The same, from the zone files under `dir` instead of LMDM_TZFILE_DIR (tests). */
 int lmdm_tzfile_rule_in(const char *dir, const char *name, char *posix, size_t len, char *err,
                         size_t errlen) LMDM_MUSTCHECK;

@@ -233,6 +233,14 @@ expect_eq "$(osu_post D schedule when=2026-09-09T21:00)" 303 "D's owner schedule
 settle
 expect_eq "$(plan "$D" install_local)" 2026-09-09T21:00:00 "D installs then"
 
+# Bad choices are refused and change nothing.
+expect_eq "$(ring A nosuch)" 400 "an unknown ring is refused"
+expect_eq "$(osu_post A timezone timezone=Mars/Olympus)" 400 "an unknown time zone is refused"
+expect_contains "$(cat "$T/post.html")" "Nothing was changed" "... saying so"
+expect_eq "$(osu_post A sleep)" 400 "an unknown action is refused"
+expect_eq "$(psqlq "SELECT coalesce(timezone, '-') || ' ' || ring FROM device_osupdate WHERE device_id = $A")" "- it" \
+  "... and nothing changed"
+
 # A ring later than a tenant allows is refused.
 lmdm ring add late --delay-days 14 >/dev/null
 settle
@@ -286,5 +294,11 @@ expect_eq "$(jq -r .state <<<"$(view "$KGH" "$GH_B")")" pending_release "26.0 is
 expect_eq "$(psqlq "SELECT count(*) FROM commands WHERE tenant_id = $TGH AND request_type = 'ScheduleOSUpdate'")" 0 \
   "no tenant ScheduleOSUpdate reaches a device"
 expect_eq "$(status "$(api GET "/v1/enrollments/$SM_B/osupdate" "$KGH")")" 404 "another tenant's enrollment: 404"
+r=$(post_json "$KGH" "/v1/enrollments/$GH_A/commands" \
+  '{"RequestType": "ScheduleOSUpdate", "Updates": [{"ProductKey": "iOSUpdate22H20", "InstallAction": "Default"}]}')
+expect_eq "$(status "$r")" 400 "a ScheduleOSUpdate without a version is refused"
+expect_contains "$(body "$r")" "ProductVersion" "... saying what it needs"
+expect_eq "$(psqlq "SELECT count(*) FROM tenant_osupdate WHERE enrollment_id =
+                     (SELECT id FROM enrollments WHERE pseudonym = '$GH_A')")" 0 "... and stores nothing"
 
 e2e_finish

@@ -530,6 +530,24 @@ static void test_tzfile(void)
     rmdir(scratch);
 }
 
+/* lmdm_tzfile_zone: the parsed zone, the same on a second (cached) call;
+ * errors as lmdm_tzfile_rule's, and nothing cached for them. */
+static void test_tzfile_zone(void)
+{
+    lmdm_tz_t a, b;
+    char err[160];
+    CHECK_INT_EQ(lmdm_tzfile_zone("Europe/Berlin", &a, err, sizeof err), 0);
+    CHECK_INT_EQ(a.std_offset, 3600);
+    CHECK_INT_EQ(a.dst_offset, 7200);
+    CHECK_INT_EQ(a.has_dst, 1);
+    CHECK_INT_EQ(lmdm_tzfile_zone("Europe/Berlin", &b, err, sizeof err), 0);
+    CHECK(memcmp(&a, &b, sizeof a) == 0);
+    CHECK(lmdm_tzfile_zone("Mars/Olympus", &b, err, sizeof err) != 0);
+    CHECK_STR_EQ(err, "unknown time zone 'Mars/Olympus'");
+    CHECK(lmdm_tzfile_zone("../etc/passwd", &b, err, sizeof err) != 0);
+    CHECK(lmdm_tzfile_zone("Mars/Olympus", &b, err, sizeof err) != 0);
+}
+
 int main(void)
 {
     RUN(test_civil);
@@ -539,5 +557,6 @@ int main(void)
     RUN(test_gap_overlap);
     RUN(test_against_glibc);
     RUN(test_tzfile);
+    RUN(test_tzfile_zone);
     return harness_finish();
 }
