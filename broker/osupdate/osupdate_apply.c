@@ -66,8 +66,6 @@ struct lmdm_osupdate_planner {
     lmdm_config_t cfg; /* the strings below are copies */
     char *conninfo;
     lmdm_bgdb_t db;
-    pthread_mutex_t mu; /* guards stats */
-    lmdm_osupdate_stats_t stats;
     int32_t install_time;
     /* releases, as last loaded */
     long long releases_import; /* os_release_imports max(id) they reflect; -1: not loaded */
@@ -594,11 +592,6 @@ static int plan_device(lmdm_osupdate_planner_t *p, inputs_t *in, int64_t now)
     enforce_clear(&e);
     if (!r) goto out;
     const char *res = PQgetvalue(r, 0, 0);
-    pthread_mutex_lock(&p->mu);
-    p->stats.planned++;
-    p->stats.changed += strcmp(res, "unchanged") != 0 && strcmp(res, "gone") != 0;
-    p->stats.enforced += strcmp(res, "enforced") == 0;
-    pthread_mutex_unlock(&p->mu);
     if (strcmp(res, "enforced") == 0)
         lmdm_info("osupdate: device %lld: %s", (long long)in->device, e.key[0] ? e.key : "enforcement withdrawn");
     PQclear(r);
@@ -699,9 +692,6 @@ static int poll_feed(lmdm_osupdate_planner_t *p)
     if (r) {
         lmdm_info("osupdate: release feed %s (%s): %s releases, %s new, %s changed", p->cfg.release_feed_url,
                   feed.format, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
-        pthread_mutex_lock(&p->mu);
-        p->stats.feeds++;
-        pthread_mutex_unlock(&p->mu);
         PQclear(r);
     } else {
         rc = -1;
@@ -776,7 +766,6 @@ lmdm_osupdate_planner_t *lmdm_osupdate_planner_start(const lmdm_config_t *cfg, c
 {
     lmdm_osupdate_planner_t *p = lmdm_xcalloc(1, sizeof *p);
     atomic_init(&p->stop, 0);
-    pthread_mutex_init(&p->mu, NULL);
     p->conninfo = lmdm_xstrdup(cfg->database_url ? cfg->database_url : "");
     p->cfg.osupdate_timezone = lmdm_xstrdup(cfg->osupdate_timezone);
     p->cfg.osupdate_install_time = lmdm_xstrdup(cfg->osupdate_install_time);
@@ -797,13 +786,6 @@ lmdm_osupdate_planner_t *lmdm_osupdate_planner_start(const lmdm_config_t *cfg, c
     return p;
 }
 
-void lmdm_osupdate_planner_stats(lmdm_osupdate_planner_t *p, lmdm_osupdate_stats_t *out)
-{
-    pthread_mutex_lock(&p->mu);
-    *out = p->stats;
-    pthread_mutex_unlock(&p->mu);
-}
-
 void lmdm_osupdate_planner_stop(lmdm_osupdate_planner_t *p)
 {
     if (!p) return;
@@ -811,7 +793,6 @@ void lmdm_osupdate_planner_stop(lmdm_osupdate_planner_t *p)
     if (p->started) pthread_join(p->thread, NULL);
     lmdm_bgdb_drop(&p->db);
     releases_clear(p);
-    pthread_mutex_destroy(&p->mu);
     free(p->conninfo);
     free(p->cfg.osupdate_timezone);
     free(p->cfg.osupdate_install_time);

@@ -48,10 +48,8 @@ struct lmdm_rules_applier {
     atomic_int stop;
     char *conninfo;
     lmdm_bgdb_t db;
-    lmdm_rules_stats_t stats;
     int compliance_interval_s;
     uint64_t next_refresh_ns;
-    pthread_mutex_t mu; /* guards stats */
 };
 
 static int stopping(lmdm_rules_applier_t *a) { return atomic_load(&a->stop); }
@@ -166,13 +164,8 @@ static PGresult *store_merge(lmdm_rules_applier_t *a, const char *gen, const cha
     return res;
 }
 
-static void count_result(lmdm_rules_applier_t *a, int64_t device, const char *what, size_t tenants)
+static void log_result(int64_t device, const char *what, size_t tenants)
 {
-    pthread_mutex_lock(&a->mu);
-    a->stats.merges++;
-    if (strncmp(what, "installed", 9) == 0) a->stats.installs++;
-    if (strncmp(what, "removed", 7) == 0) a->stats.removals++;
-    pthread_mutex_unlock(&a->mu);
     if (strcmp(what, "unchanged") != 0)
         lmdm_info("rules: device %lld: %s (%zu tenant(s) with rules)", (long long)device, what, tenants);
 }
@@ -210,7 +203,7 @@ static int apply_device(lmdm_rules_applier_t *a, const char *gen, int64_t device
                                 no_decl ? NULL : (const char *)decl.data);
     free(merged);
     if (res) {
-        count_result(a, device, PQgetvalue(res, 0, 0), in.n);
+        log_result(device, PQgetvalue(res, 0, 0), in.n);
         PQclear(res);
         rc = 0;
     }
@@ -300,9 +293,6 @@ static int evaluate_device(lmdm_rules_applier_t *a, int64_t device, int macos, i
     PQclear(s);
     PQclear(r);
     if (!res) return -1;
-    pthread_mutex_lock(&a->mu);
-    a->stats.evaluations++;
-    pthread_mutex_unlock(&a->mu);
     PQclear(res);
     return 0;
 }
@@ -325,12 +315,7 @@ static int refresh(lmdm_rules_applier_t *a)
     if (!r) return -1;
     int n = atoi(PQgetvalue(r, 0, 0));
     PQclear(r);
-    if (n > 0) {
-        pthread_mutex_lock(&a->mu);
-        a->stats.refreshes += (uint64_t)n;
-        pthread_mutex_unlock(&a->mu);
-        lmdm_info("rules: asked %d device(s) again whether they comply", n);
-    }
+    if (n > 0) lmdm_info("rules: asked %d device(s) again whether they comply", n);
     return 0;
 }
 
@@ -381,14 +366,12 @@ lmdm_rules_applier_t *lmdm_rules_applier_start(const char *conninfo, int complia
 {
     lmdm_rules_applier_t *a = lmdm_xcalloc(1, sizeof *a);
     atomic_init(&a->stop, 0);
-    pthread_mutex_init(&a->mu, NULL);
     a->conninfo = lmdm_xstrdup(conninfo ? conninfo : "");
     a->compliance_interval_s = compliance_interval_s > 0 ? compliance_interval_s : 24 * 3600;
     a->db = (lmdm_bgdb_t){.conninfo = a->conninfo, .who = "rules", .stop = &a->stop};
     int rv = pthread_create(&a->thread, NULL, run, a);
     if (rv != 0) {
         snprintf(err, errlen, "rules: cannot start the thread: %s", strerror(rv));
-        pthread_mutex_destroy(&a->mu);
         free(a->conninfo);
         free(a);
         return NULL;
@@ -396,19 +379,11 @@ lmdm_rules_applier_t *lmdm_rules_applier_start(const char *conninfo, int complia
     return a;
 }
 
-void lmdm_rules_applier_stats(lmdm_rules_applier_t *a, lmdm_rules_stats_t *out)
-{
-    pthread_mutex_lock(&a->mu);
-    *out = a->stats;
-    pthread_mutex_unlock(&a->mu);
-}
-
 void lmdm_rules_applier_stop(lmdm_rules_applier_t *a)
 {
     if (!a) return;
     atomic_store(&a->stop, 1);
     pthread_join(a->thread, NULL);
-    pthread_mutex_destroy(&a->mu);
     free(a->conninfo);
     free(a);
 }

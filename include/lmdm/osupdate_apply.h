@@ -19,13 +19,6 @@
 
 typedef struct lmdm_osupdate_planner lmdm_osupdate_planner_t;
 
-typedef struct lmdm_osupdate_stats {
-    uint64_t planned;  /* device plans computed */
-    uint64_t changed;  /* ... whose stored plan changed */
-    uint64_t enforced; /* enforcement changes (declaration set or withdrawn, command queued) */
-    uint64_t feeds;    /* release feed fetches imported */
-} lmdm_osupdate_stats_t;
-
 /** The planner's clock: the time in cfg->osupdate_clock_file when set (tests),
  * else the system clock. Seconds since the epoch; -1 when the file cannot be
  * read or parsed (logged). */
@@ -34,7 +27,6 @@ int64_t lmdm_osupdate_now(const lmdm_config_t *cfg);
 /** Start the thread. `cfg` is copied (the strings it needs). NULL with a
  * message only if the thread cannot be created. */
 lmdm_osupdate_planner_t *lmdm_osupdate_planner_start(const lmdm_config_t *cfg, char *err, size_t errlen);
-void lmdm_osupdate_planner_stats(lmdm_osupdate_planner_t *p, lmdm_osupdate_stats_t *out);
 /** Stop within about 100 ms and free. NULL is a no-op. */
 void lmdm_osupdate_planner_stop(lmdm_osupdate_planner_t *p);
 
